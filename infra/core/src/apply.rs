@@ -1,0 +1,382 @@
+//! Apply: interprets a [`Plan`]. Walks the changes in dependency order (creates and updates
+//! after what they depend on, deletes before what they depended on), at most `parallelism`
+//! at a time. Every create is journaled before it starts; every outcome is journaled and
+//! written to state (compare-and-swap) as soon as it is known. On the first error no new
+//! work starts, work in flight finishes and is recorded, and the error names the resource.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+use tokio::task::JoinSet;
+
+use crate::aws::Aws;
+use crate::kinds::{self, DeleteOptions, OpError};
+use crate::model::{Address, Target};
+use crate::plan::{Action, Change, Plan};
+use crate::state::{Journal, StateDoc, StateError, StateStore};
+
+/// The state document being written during an apply, with the ETag of its last write.
+#[derive(Debug)]
+pub struct StateSession {
+    pub store: StateStore,
+    pub doc: StateDoc,
+    pub etag: Option<String>,
+}
+
+impl StateSession {
+    /// Writes the document (serial + 1) if the stored one is still ours.
+    pub async fn commit(&mut self) -> Result<(), StateError> {
+        self.doc.serial += 1;
+        match self.store.save(&self.doc, self.etag.as_deref()).await {
+            Ok(etag) => {
+                self.etag = Some(etag);
+                Ok(())
+            }
+            Err(e) => {
+                self.doc.serial -= 1;
+                Err(e)
+            }
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub struct ApplyOptions {
+    pub parallelism: usize,
+    pub delete: DeleteOptions,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        ApplyOptions {
+            parallelism: 8,
+            delete: DeleteOptions::default(),
+        }
+    }
+}
+
+/// Progress of an apply, for whoever prints it.
+#[derive(Debug, Clone)]
+pub enum Event {
+    Started {
+        address: Address,
+        action: Action,
+    },
+    Finished {
+        address: Address,
+        action: Action,
+        elapsed: Duration,
+    },
+    Failed {
+        address: Address,
+        action: Action,
+        error: String,
+    },
+    Skipped {
+        address: Address,
+        because: Address,
+    },
+}
+
+#[derive(Debug, Default)]
+pub struct ApplyReport {
+    pub applied: Vec<(Address, Action)>,
+    pub failed: Vec<(Address, String)>,
+    pub skipped: Vec<Address>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("{} failed:\n{}{}",
+        if .failed.len() == 1 { "1 change" } else { "changes" },
+        .failed.iter().map(|(a, e)| format!("  {a}: {e}")).collect::<Vec<_>>().join("\n"),
+        if .skipped.is_empty() { String::new() } else { format!("\nnot started: {}", .skipped.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")) })]
+    Failed {
+        failed: Vec<(Address, String)>,
+        skipped: Vec<Address>,
+    },
+    #[error("recording state failed; re-run apply to converge: {0}")]
+    State(#[from] StateError),
+}
+
+/// The state session shared by the apply's tasks.
+pub type SharedSession = Arc<Mutex<StateSession>>;
+type Shared = SharedSession;
+
+/// Applies `plan`. State is updated through `session` as outcomes arrive.
+pub async fn apply(
+    aws: &Aws,
+    plan: &Plan,
+    session: SharedSession,
+    journal: Arc<Journal>,
+    options: ApplyOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<ApplyReport, ApplyError> {
+    run(aws, plan, session, journal, options, on_event).await
+}
+
+async fn run(
+    aws: &Aws,
+    plan: &Plan,
+    session: Shared,
+    journal: Arc<Journal>,
+    options: ApplyOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> Result<ApplyReport, ApplyError> {
+    let work: BTreeMap<Address, &Change> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action != Action::NoOp)
+        .map(|c| (c.address.clone(), c))
+        .collect();
+    let prerequisites = prerequisites(&work);
+
+    let mut report = ApplyReport::default();
+    let mut done: BTreeSet<Address> = BTreeSet::new();
+    let mut failed: BTreeSet<Address> = BTreeSet::new();
+    let mut started: BTreeSet<Address> = BTreeSet::new();
+    let mut tasks: JoinSet<(Address, Action, Result<Duration, String>)> = JoinSet::new();
+    let mut task_addresses: BTreeMap<tokio::task::Id, (Address, Action)> = BTreeMap::new();
+    let parallelism = options.parallelism.max(1);
+
+    loop {
+        if failed.is_empty() {
+            for (address, change) in &work {
+                if tasks.len() >= parallelism {
+                    break;
+                }
+                if started.contains(address) {
+                    continue;
+                }
+                let ready = prerequisites
+                    .get(address)
+                    .is_none_or(|pre| pre.iter().all(|p| done.contains(p)));
+                if !ready {
+                    continue;
+                }
+                started.insert(address.clone());
+                on_event(Event::Started {
+                    address: address.clone(),
+                    action: change.action,
+                });
+                let aws = aws.clone();
+                let target = plan.target.clone();
+                let change = (*change).clone();
+                let action = change.action;
+                let session = session.clone();
+                let journal = journal.clone();
+                let handle = tasks.spawn(async move {
+                    let t0 = Instant::now();
+                    let result =
+                        execute(&aws, &target, &change, &session, &journal, options.delete).await;
+                    (
+                        change.address.clone(),
+                        change.action,
+                        result.map(|_| t0.elapsed()).map_err(|e| e.to_string()),
+                    )
+                });
+                task_addresses.insert(handle.id(), (address.clone(), action));
+            }
+        }
+        let Some(joined) = tasks.join_next().await else {
+            break;
+        };
+        let (address, action, result) = match joined {
+            Ok(outcome) => outcome,
+            // A panicking task is a bug; record it against its resource and keep going so
+            // that what did finish is recorded.
+            Err(join_error) => match task_addresses.get(&join_error.id()) {
+                Some((address, action)) => (
+                    address.clone(),
+                    *action,
+                    Err(format!("internal error: {join_error}")),
+                ),
+                None => continue,
+            },
+        };
+        match result {
+            Ok(elapsed) => {
+                on_event(Event::Finished {
+                    address: address.clone(),
+                    action,
+                    elapsed,
+                });
+                report.applied.push((address.clone(), action));
+                done.insert(address);
+            }
+            Err(error) => {
+                on_event(Event::Failed {
+                    address: address.clone(),
+                    action,
+                    error: error.clone(),
+                });
+                report.failed.push((address.clone(), error));
+                failed.insert(address);
+            }
+        }
+    }
+
+    for address in work.keys() {
+        if !started.contains(address) {
+            let because = prerequisites
+                .get(address)
+                .and_then(|pre| pre.iter().find(|p| failed.contains(*p)))
+                .cloned()
+                .or_else(|| failed.iter().next().cloned());
+            if let Some(because) = because {
+                on_event(Event::Skipped {
+                    address: address.clone(),
+                    because,
+                });
+            }
+            report.skipped.push(address.clone());
+        }
+    }
+
+    // Unchanged resources are recorded too: an adoption, a new hash or protection flag.
+    {
+        let mut session = session.lock().await;
+        let before = session.doc.clone();
+        for change in plan.changes.iter().filter(|c| c.action == Action::NoOp) {
+            if let Some(desired) = &change.desired {
+                session.doc.record(desired);
+            }
+        }
+        if session.doc.resources != before.resources {
+            session.commit().await?;
+        }
+    }
+
+    if !report.failed.is_empty() {
+        return Err(ApplyError::Failed {
+            failed: report.failed,
+            skipped: report.skipped,
+        });
+    }
+    Ok(report)
+}
+
+/// For every change, the changes that must finish before it starts.
+fn prerequisites(work: &BTreeMap<Address, &Change>) -> BTreeMap<Address, BTreeSet<Address>> {
+    let mut pre: BTreeMap<Address, BTreeSet<Address>> = BTreeMap::new();
+    for (address, change) in work {
+        match change.action {
+            Action::Create | Action::Update | Action::Replace => {
+                if let Some(desired) = &change.desired {
+                    for dep in &desired.depends_on {
+                        if work.get(dep).is_some_and(|d| d.action != Action::Delete) {
+                            pre.entry(address.clone()).or_default().insert(dep.clone());
+                        }
+                    }
+                }
+            }
+            Action::Delete => {
+                // Whatever depended on this resource and is deleted too goes first.
+                for (other, other_change) in work {
+                    if other_change.action == Action::Delete
+                        && other_change.depends_on.contains(address)
+                    {
+                        pre.entry(address.clone())
+                            .or_default()
+                            .insert(other.clone());
+                    }
+                }
+            }
+            Action::NoOp => {}
+        }
+    }
+    pre
+}
+
+#[derive(Debug, thiserror::Error)]
+enum ExecError {
+    #[error(transparent)]
+    Op(#[from] OpError),
+    #[error(transparent)]
+    State(#[from] StateError),
+}
+
+async fn execute(
+    aws: &Aws,
+    target: &Target,
+    change: &Change,
+    session: &Shared,
+    journal: &Journal,
+    delete_options: DeleteOptions,
+) -> Result<(), ExecError> {
+    let address = &change.address;
+    let operation = change.action.as_str();
+    let result: Result<(), ExecError> = async {
+        match change.action {
+            Action::Create => {
+                let desired = desired_of(change)?;
+                journal
+                    .intent(address, operation, &desired.physical_id)
+                    .await?;
+                kinds::create(aws, target, desired).await?;
+                record(session, |doc| doc.record(desired)).await?;
+            }
+            Action::Update => {
+                let desired = desired_of(change)?;
+                match &change.live {
+                    Some(live) => kinds::update(aws, target, desired, live).await?,
+                    None => kinds::create(aws, target, desired).await?,
+                }
+                record(session, |doc| doc.record(desired)).await?;
+            }
+            Action::Replace => {
+                let desired = desired_of(change)?;
+                journal
+                    .intent(address, operation, &desired.physical_id)
+                    .await?;
+                kinds::delete(
+                    aws,
+                    target,
+                    address.kind,
+                    &change.physical_id,
+                    delete_options,
+                )
+                .await?;
+                record(session, |doc| doc.forget(address)).await?;
+                kinds::create(aws, target, desired).await?;
+                record(session, |doc| doc.record(desired)).await?;
+            }
+            Action::Delete => {
+                if change.live.is_some() {
+                    kinds::delete(
+                        aws,
+                        target,
+                        address.kind,
+                        &change.physical_id,
+                        delete_options,
+                    )
+                    .await?;
+                }
+                record(session, |doc| doc.forget(address)).await?;
+            }
+            Action::NoOp => {}
+        }
+        Ok(())
+    }
+    .await;
+    let error_text = result.as_ref().err().map(ToString::to_string);
+    journal.outcome(address, operation, error_text).await?;
+    result
+}
+
+fn desired_of(change: &Change) -> Result<&crate::model::Resource, ExecError> {
+    change.desired.as_ref().ok_or_else(|| {
+        ExecError::Op(OpError::Refused(format!(
+            "the plan has no desired properties for {}",
+            change.address
+        )))
+    })
+}
+
+async fn record(session: &Shared, update: impl FnOnce(&mut StateDoc)) -> Result<(), StateError> {
+    let mut session = session.lock().await;
+    update(&mut session.doc);
+    session.commit().await
+}

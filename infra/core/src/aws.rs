@@ -1,0 +1,241 @@
+//! AWS clients: one SDK configuration for every service, standard retries with backoff and
+//! jitter, path-style S3 for emulators, and the call counter every request passes through.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_types::region::Region;
+
+/// Counts AWS operations per (service, operation). Cloned handles share one table.
+#[derive(Clone, Debug, Default)]
+pub struct CallCounter {
+    calls: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+}
+
+impl CallCounter {
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+
+    /// Calls per (service, operation), sorted.
+    pub fn snapshot(&self) -> BTreeMap<(String, String), u64> {
+        match self.calls.lock() {
+            Ok(guard) => guard.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn reset(&self) {
+        if let Ok(mut guard) = self.calls.lock() {
+            guard.clear();
+        }
+    }
+
+    /// Human summary: total, then per service and operation.
+    pub fn report(&self) -> String {
+        let snapshot = self.snapshot();
+        let total: u64 = snapshot.values().sum();
+        let mut out = format!("AWS calls: {total}\n");
+        for ((service, operation), n) in &snapshot {
+            out.push_str(&format!("  {service:<22} {operation:<40} {n}\n"));
+        }
+        out
+    }
+
+    fn record(&self, service: &str, operation: &str) {
+        let mut guard = match self.calls.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        *guard
+            .entry((service.to_string(), operation.to_string()))
+            .or_default() += 1;
+    }
+}
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "infra-call-counter"
+    }
+
+    // Client interceptors see `read_before_execution` before the operation's metadata is in
+    // the config bag; serialization happens once per operation, before any retry.
+    fn read_before_serialization(
+        &self,
+        _context: &BeforeSerializationInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(metadata) = cfg.load::<Metadata>() {
+            self.record(metadata.service(), metadata.name());
+        }
+        Ok(())
+    }
+}
+
+/// The SDK clients the engine uses, all built from one configuration.
+#[derive(Clone, Debug)]
+pub struct Aws {
+    pub s3: aws_sdk_s3::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub sns: aws_sdk_sns::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub calls: CallCounter,
+    pub region: String,
+}
+
+/// How many times the SDK tries one call (first try included) on throttling, 5xx and
+/// transient network errors, with exponential backoff and full jitter between tries.
+pub const MAX_ATTEMPTS: u32 = 6;
+
+impl Aws {
+    /// Loads the standard SDK configuration (credentials chain, `AWS_ENDPOINT_URL`, ...) for
+    /// `region`.
+    pub async fn connect(region: &str) -> Aws {
+        let sdk = aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new(region.to_string()))
+            .retry_config(
+                RetryConfig::standard()
+                    .with_max_attempts(MAX_ATTEMPTS)
+                    .with_initial_backoff(std::time::Duration::from_millis(200)),
+            )
+            .load()
+            .await;
+        Self::from_sdk_config(&sdk, region)
+    }
+
+    pub fn from_sdk_config(sdk: &aws_types::SdkConfig, region: &str) -> Aws {
+        let calls = CallCounter::default();
+        // Emulators and custom endpoints do not serve virtual-hosted bucket names.
+        let custom_endpoint = sdk.endpoint_url().is_some();
+        let s3 = aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(sdk)
+                .force_path_style(custom_endpoint)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let iam = aws_sdk_iam::Client::from_conf(
+            aws_sdk_iam::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let sns = aws_sdk_sns::Client::from_conf(
+            aws_sdk_sns::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let logs = aws_sdk_cloudwatchlogs::Client::from_conf(
+            aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        Aws {
+            s3,
+            iam,
+            sns,
+            logs,
+            calls,
+            region: region.to_string(),
+        }
+    }
+}
+
+/// An AWS call that failed, with the operation, the service's error code and message.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize, serde::Deserialize)]
+#[error("{operation}: {code}: {message}")]
+pub struct AwsError {
+    pub operation: String,
+    pub code: String,
+    pub message: String,
+    pub http_status: Option<u16>,
+}
+
+impl AwsError {
+    pub fn is(&self, code: &str) -> bool {
+        self.code == code
+    }
+
+    pub fn is_not_found(&self) -> bool {
+        self.http_status == Some(404)
+            || matches!(
+                self.code.as_str(),
+                "NoSuchEntity"
+                    | "NoSuchBucket"
+                    | "NotFound"
+                    | "NoSuchKey"
+                    | "ResourceNotFoundException"
+                    | "NotFoundException"
+            )
+    }
+}
+
+/// Converts any SDK error into an [`AwsError`] naming `operation`.
+pub fn aws_error<E, R>(operation: &str, err: aws_sdk_s3::error::SdkError<E, R>) -> AwsError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    use aws_sdk_s3::error::SdkError;
+    let http_status = match &err {
+        SdkError::ServiceError(service) => service.raw().http_status(),
+        SdkError::ResponseError(response) => response.raw().http_status(),
+        _ => None,
+    };
+    match err {
+        SdkError::ServiceError(service) => {
+            let inner = service.err();
+            AwsError {
+                operation: operation.to_string(),
+                code: inner
+                    .code()
+                    .map(str::to_string)
+                    .or_else(|| http_status.map(|s| format!("HTTP {s}")))
+                    .unwrap_or_else(|| "Unknown".to_string()),
+                message: inner.message().unwrap_or("").to_string(),
+                http_status,
+            }
+        }
+        other => AwsError {
+            operation: operation.to_string(),
+            code: match &other {
+                SdkError::TimeoutError(_) => "Timeout".to_string(),
+                SdkError::DispatchFailure(_) => "DispatchFailure".to_string(),
+                SdkError::ResponseError(_) => "ResponseError".to_string(),
+                SdkError::ConstructionFailure(_) => "ConstructionFailure".to_string(),
+                _ => "Unknown".to_string(),
+            },
+            message: aws_smithy_types::error::display::DisplayErrorContext(&other).to_string(),
+            http_status,
+        },
+    }
+}
+
+/// The HTTP status of a raw response, whatever its concrete type.
+pub trait HttpStatus {
+    fn http_status(&self) -> Option<u16>;
+}
+
+impl HttpStatus for aws_smithy_runtime_api::http::Response {
+    fn http_status(&self) -> Option<u16> {
+        Some(self.status().as_u16())
+    }
+}
+
+/// `result.map_err(failed("Operation"))`: converts an SDK error naming the operation.
+pub fn failed<E, R>(
+    operation: &'static str,
+) -> impl FnOnce(aws_sdk_s3::error::SdkError<E, R>) -> AwsError
+where
+    E: aws_sdk_s3::error::ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + HttpStatus,
+{
+    move |err| aws_error(operation, err)
+}

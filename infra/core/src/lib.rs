@@ -1,0 +1,13 @@
+//! The infra engine: typed model -> dependency graph -> diff against live AWS -> plan (a
+//! value) -> apply. See ARCHITECTURE.md at the workspace root for the code map.
+
+pub mod apply;
+pub mod aws;
+pub mod drift;
+pub mod graph;
+pub mod kinds;
+pub mod model;
+pub mod plan;
+pub mod render;
+pub mod schedule;
+pub mod state;

@@ -1,0 +1,327 @@
+//! The typed resource model: addresses, kinds, resources, typed references between them, and
+//! the [`Stack`] a stack author builds. Everything here is plain data; nothing talks to AWS.
+
+pub mod policy;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::marker::PhantomData;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::kinds::bucket::{
+    BucketSpec, Encryption, LifecycleRule, PublicAccessBlock, Transition,
+};
+pub use crate::kinds::log_group::LogGroupSpec;
+pub use crate::kinds::role::RoleSpec;
+pub use crate::kinds::topic::TopicSpec;
+pub use policy::{PolicyDocument, Statement};
+
+/// The resource kinds the engine knows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Kind {
+    Bucket,
+    Role,
+    Topic,
+    LogGroup,
+}
+
+impl Kind {
+    pub const ALL: [Kind; 4] = [Kind::Bucket, Kind::Role, Kind::Topic, Kind::LogGroup];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Kind::Bucket => "bucket",
+            Kind::Role => "role",
+            Kind::Topic => "topic",
+            Kind::LogGroup => "log_group",
+        }
+    }
+
+    /// Whether live resources of this kind carry tags (and so can be found as orphans).
+    pub fn taggable(self) -> bool {
+        true
+    }
+}
+
+impl fmt::Display for Kind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Kind {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| ModelError::UnknownKind(s.to_string()))
+    }
+}
+
+/// `<kind>.<name>`: a resource's identity in the stack, stable across environments.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Address {
+    pub kind: Kind,
+    pub name: String,
+}
+
+impl Address {
+    pub fn new(kind: Kind, name: impl Into<String>) -> Address {
+        Address {
+            kind,
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for Address {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.kind, self.name)
+    }
+}
+
+impl FromStr for Address {
+    type Err = ModelError;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, name) = s
+            .split_once('.')
+            .ok_or_else(|| ModelError::BadAddress(s.to_string()))?;
+        if name.is_empty() {
+            return Err(ModelError::BadAddress(s.to_string()));
+        }
+        Ok(Address::new(kind.parse()?, name))
+    }
+}
+
+impl Serialize for Address {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for Address {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+/// Desired properties of one resource, by kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Spec {
+    Bucket(BucketSpec),
+    Role(RoleSpec),
+    Topic(TopicSpec),
+    LogGroup(LogGroupSpec),
+}
+
+impl Spec {
+    pub fn kind(&self) -> Kind {
+        match self {
+            Spec::Bucket(_) => Kind::Bucket,
+            Spec::Role(_) => Kind::Role,
+            Spec::Topic(_) => Kind::Topic,
+            Spec::LogGroup(_) => Kind::LogGroup,
+        }
+    }
+
+    pub fn tags(&self) -> &BTreeMap<String, String> {
+        match self {
+            Spec::Bucket(s) => &s.tags,
+            Spec::Role(s) => &s.tags,
+            Spec::Topic(s) => &s.tags,
+            Spec::LogGroup(s) => &s.tags,
+        }
+    }
+
+    pub fn tags_mut(&mut self) -> &mut BTreeMap<String, String> {
+        match self {
+            Spec::Bucket(s) => &mut s.tags,
+            Spec::Role(s) => &mut s.tags,
+            Spec::Topic(s) => &mut s.tags,
+            Spec::LogGroup(s) => &mut s.tags,
+        }
+    }
+
+    /// Addresses this spec refers to: the edges of the dependency graph.
+    pub fn references(&self) -> BTreeSet<Address> {
+        match self {
+            Spec::Bucket(_) | Spec::LogGroup(_) => BTreeSet::new(),
+            Spec::Role(s) => s.references(),
+            Spec::Topic(s) => s.references(),
+        }
+    }
+}
+
+/// One resource of a stack: its address, the physical name derived for the environment, its
+/// ARN (derivable from the name for every kind we manage, so plans hold no unknowns), and
+/// its desired properties.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Resource {
+    pub address: Address,
+    pub physical_id: String,
+    pub arn: String,
+    /// Refuse to delete or replace unless told explicitly. Recorded in state, so removing a
+    /// protected resource from the code does not silently delete it.
+    #[serde(default)]
+    pub protected: bool,
+    #[serde(default)]
+    pub depends_on: BTreeSet<Address>,
+    pub spec: Spec,
+}
+
+/// A typed handle on a resource of kind `K` in a stack: what other resources hold to refer
+/// to it. It knows its target's address, name and ARN.
+pub struct Ref<K> {
+    pub address: Address,
+    pub name: String,
+    pub arn: String,
+    kind: PhantomData<fn() -> K>,
+}
+
+impl<K> Clone for Ref<K> {
+    fn clone(&self) -> Self {
+        Ref {
+            address: self.address.clone(),
+            name: self.name.clone(),
+            arn: self.arn.clone(),
+            kind: PhantomData,
+        }
+    }
+}
+
+impl<K> fmt::Debug for Ref<K> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Ref({})", self.address)
+    }
+}
+
+/// A kind's desired-properties type, usable with [`Stack::add`].
+pub trait KindSpec: Sized {
+    const KIND: Kind;
+    /// The physical name of this resource (bucket name, role name, topic name, ...).
+    fn physical_name(&self) -> &str;
+    fn arn(&self, target: &Target) -> String;
+    fn into_spec(self) -> Spec;
+}
+
+/// Where a stack is deployed: the environment's identity and its state location.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Target {
+    /// The stack's name, e.g. `linkedin-ads`.
+    pub stack: String,
+    /// Prefix of physical names, e.g. `linkedin-ads`.
+    pub project: String,
+    pub env: String,
+    pub account_id: String,
+    pub region: String,
+    /// A protected environment refuses destroy unless told explicitly.
+    pub protected: bool,
+    pub state: StateLocation,
+}
+
+impl Target {
+    /// `<project>-<env>-<name>`: the physical name of a resource of this environment.
+    pub fn name(&self, name: &str) -> String {
+        format!("{}-{}-{}", self.project, self.env, name)
+    }
+
+    /// The four ownership tags every taggable resource carries.
+    pub fn ownership_tags(&self, address: &Address) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (TAG_MANAGED_BY.to_string(), "infra".to_string()),
+            (TAG_STACK.to_string(), self.stack.clone()),
+            (TAG_ENV.to_string(), self.env.clone()),
+            (TAG_ADDRESS.to_string(), address.to_string()),
+        ])
+    }
+}
+
+pub const TAG_MANAGED_BY: &str = "managed-by";
+pub const TAG_STACK: &str = "infra:stack";
+pub const TAG_ENV: &str = "infra:env";
+pub const TAG_ADDRESS: &str = "infra:address";
+
+/// Where state, lock and journal live: `s3://<bucket>/<prefix>/{state.json,lock.json,journal/}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateLocation {
+    pub bucket: String,
+    pub prefix: String,
+}
+
+/// A stack: the target it is built for and its resources, in the order they were added.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Stack {
+    pub target: Target,
+    pub resources: Vec<Resource>,
+}
+
+impl Stack {
+    pub fn new(target: Target) -> Stack {
+        Stack {
+            target,
+            resources: Vec::new(),
+        }
+    }
+
+    /// Adds a resource under `<K::KIND>.<name>` and returns a typed handle on it. The
+    /// ownership tags are added here, so every taggable resource carries them.
+    pub fn add<K: KindSpec>(&mut self, name: &str, spec: K) -> Ref<K> {
+        let address = Address::new(K::KIND, name);
+        let physical_id = spec.physical_name().to_string();
+        let arn = spec.arn(&self.target);
+        let mut spec = spec.into_spec();
+        let ownership = self.target.ownership_tags(&address);
+        spec.tags_mut().extend(ownership);
+        let depends_on = spec.references();
+        self.resources.push(Resource {
+            address: address.clone(),
+            physical_id: physical_id.clone(),
+            arn: arn.clone(),
+            protected: false,
+            depends_on,
+            spec,
+        });
+        Ref {
+            address,
+            name: physical_id,
+            arn,
+            kind: PhantomData,
+        }
+    }
+
+    /// Marks a resource as protected (see [`Resource::protected`]).
+    pub fn protect<K>(&mut self, r: &Ref<K>) {
+        if let Some(res) = self.resources.iter_mut().find(|x| x.address == r.address) {
+            res.protected = true;
+        }
+    }
+
+    /// Adds an explicit dependency edge `from -> to` that no reference carries.
+    pub fn depend<A, B>(&mut self, from: &Ref<A>, to: &Ref<B>) {
+        if let Some(res) = self
+            .resources
+            .iter_mut()
+            .find(|x| x.address == from.address)
+        {
+            res.depends_on.insert(to.address.clone());
+        }
+    }
+
+    pub fn get(&self, address: &Address) -> Option<&Resource> {
+        self.resources.iter().find(|r| &r.address == address)
+    }
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ModelError {
+    #[error("unknown resource kind `{0}` (known: bucket, role, topic, log_group)")]
+    UnknownKind(String),
+    #[error("`{0}` is not an address of the form <kind>.<name>")]
+    BadAddress(String),
+}

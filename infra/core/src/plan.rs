@@ -1,0 +1,436 @@
+//! Planning: read live state for every resource the stack declares or state knows, diff the
+//! canonical fields, and produce a [`Plan`]: a value listing every change, which `apply`
+//! interprets and renderers print. Nothing here writes to AWS.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::aws::{Aws, AwsError};
+use crate::graph::{Graph, GraphError};
+use crate::kinds::{self, Invalid, LiveMap, ReadTarget};
+use crate::model::{Address, Resource, Spec, Stack, TAG_ADDRESS, TAG_ENV, TAG_STACK, Target};
+use crate::state::StateDoc;
+
+pub const PLAN_FORMAT_VERSION: u32 = 1;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Action {
+    Create,
+    Update,
+    Replace,
+    Delete,
+    NoOp,
+}
+
+impl Action {
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Action::Create => "+",
+            Action::Update => "~",
+            Action::Replace => "-/+",
+            Action::Delete => "-",
+            Action::NoOp => " ",
+        }
+    }
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Replace => "replace",
+            Action::Delete => "delete",
+            Action::NoOp => "no-op",
+        }
+    }
+}
+
+/// One field that differs; `before` is live (absent for a create), `after` desired (absent
+/// for a delete).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FieldChange {
+    pub field: String,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub forces_replacement: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Change {
+    pub address: Address,
+    pub action: Action,
+    pub physical_id: String,
+    pub fields: Vec<FieldChange>,
+    /// Why this change, in words, when the action alone does not say (e.g. deleted out of band).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// The live resource exists but state does not know it (created by an interrupted apply):
+    /// apply records it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+    /// The desired resource (not for deletes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub desired: Option<Resource>,
+    /// The live properties read while planning (not for creates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub live: Option<Spec>,
+    /// For deletes: what the resource depended on, as state recorded it.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub depends_on: BTreeSet<Address>,
+}
+
+impl Change {
+    /// Whether applying this change does anything (an adoption only writes state).
+    pub fn is_change(&self) -> bool {
+        self.action != Action::NoOp || self.adopt
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Summary {
+    pub create: usize,
+    pub update: usize,
+    pub replace: usize,
+    pub delete: usize,
+    pub no_op: usize,
+    #[serde(default)]
+    pub adopt: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PlanMode {
+    Normal,
+    Destroy,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Plan {
+    pub format_version: u32,
+    pub mode: PlanMode,
+    pub stack: String,
+    pub env: String,
+    pub target: Target,
+    pub created_at: DateTime<Utc>,
+    /// Hash of the desired model this plan was made from.
+    pub desired_hash: String,
+    /// State this plan was made against (`None`: no state yet).
+    pub state_lineage: Option<String>,
+    pub state_serial: Option<u64>,
+    pub changes: Vec<Change>,
+    pub summary: Summary,
+}
+
+impl Plan {
+    pub fn has_changes(&self) -> bool {
+        self.changes.iter().any(Change::is_change)
+    }
+
+    pub fn parse(bytes: &[u8]) -> Result<Plan, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlanOptions {
+    /// Plan the deletion of everything state knows.
+    pub destroy: bool,
+    /// Allow deleting or replacing protected resources.
+    pub allow_protected: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("the stack is not valid:\n{}", .0.iter().map(|(a, i)| format!("  {a}: {}: {}", i.field, i.message)).collect::<Vec<_>>().join("\n"))]
+    Invalid(Vec<(Address, Invalid)>),
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error("reading live state failed: {0}")]
+    Aws(#[from] AwsError),
+    #[error("state belongs to stack `{stack}` env `{env}`, not to this one")]
+    WrongState { stack: String, env: String },
+    #[error(
+        "these resources exist but are not managed by this stack (no matching `infra:address` \
+         tag and no state entry); remove them or tag them to adopt them:\n{}",
+        .0.iter().map(|(a, p)| format!("  {a} ({p})")).collect::<Vec<_>>().join("\n")
+    )]
+    Unmanaged(Vec<(Address, String)>),
+    #[error(
+        "refusing to {} protected resources without `--allow-protected`:\n{}",
+        .0.iter().map(|(_, a)| *a).collect::<BTreeSet<_>>().into_iter().collect::<Vec<_>>().join("/"),
+        .0.iter().map(|(a, action)| format!("  {a} ({action})")).collect::<Vec<_>>().join("\n")
+    )]
+    Protected(Vec<(Address, &'static str)>),
+}
+
+/// Checks every resource of the stack and its graph: no AWS call.
+pub fn validate(stack: &Stack) -> Result<Graph, PlanError> {
+    let mut problems = Vec::new();
+    for r in &stack.resources {
+        for invalid in kinds::validate(r) {
+            problems.push((r.address.clone(), invalid));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(PlanError::Invalid(problems));
+    }
+    Ok(Graph::build(&stack.resources)?)
+}
+
+/// Hash of the desired model: every resource's address, identity and canonical fields.
+pub fn desired_hash(stack: &Stack) -> String {
+    let mut hasher = Sha256::new();
+    for r in &stack.resources {
+        hasher.update(r.address.to_string());
+        hasher.update([0]);
+        hasher.update(serde_json::to_vec(r).unwrap_or_default());
+        hasher.update([0]);
+    }
+    hex::encode(hasher.finalize())
+}
+
+/// Reads live state for the stack's and state's resources.
+pub async fn refresh(
+    aws: &Aws,
+    stack: &Stack,
+    state: Option<&StateDoc>,
+) -> Result<LiveMap, AwsError> {
+    let mut targets: BTreeMap<Address, ReadTarget> = BTreeMap::new();
+    for r in &stack.resources {
+        targets.insert(
+            r.address.clone(),
+            ReadTarget {
+                address: r.address.clone(),
+                physical_id: r.physical_id.clone(),
+            },
+        );
+    }
+    if let Some(state) = state {
+        for (address, entry) in &state.resources {
+            targets
+                .entry(address.clone())
+                .or_insert_with(|| ReadTarget {
+                    address: address.clone(),
+                    physical_id: entry.physical_id.clone(),
+                });
+        }
+    }
+    let targets: Vec<ReadTarget> = targets.into_values().collect();
+    kinds::read(aws, &stack.target, &targets).await
+}
+
+/// Diffs desired against live. `possibly_ours` lists addresses an interrupted apply may have
+/// created without recording them (from the journal).
+pub fn diff(
+    stack: &Stack,
+    state: Option<&StateDoc>,
+    live: &LiveMap,
+    possibly_ours: &BTreeSet<Address>,
+    options: PlanOptions,
+) -> Result<Plan, PlanError> {
+    let target = &stack.target;
+    if let Some(state) = state {
+        if state.stack != target.stack || state.env != target.env {
+            return Err(PlanError::WrongState {
+                stack: state.stack.clone(),
+                env: state.env.clone(),
+            });
+        }
+    }
+    let known = |a: &Address| state.is_some_and(|s| s.resources.contains_key(a));
+    let mut changes = Vec::new();
+    let mut unmanaged = Vec::new();
+    let mut protected = Vec::new();
+
+    if !options.destroy {
+        for desired in &stack.resources {
+            let address = &desired.address;
+            let live_spec = live.get(address).cloned().flatten();
+            let in_state = known(address);
+            let state_protected = state
+                .and_then(|s| s.resources.get(address))
+                .is_some_and(|e| e.protected);
+            let mut change = Change {
+                address: address.clone(),
+                action: Action::NoOp,
+                physical_id: desired.physical_id.clone(),
+                fields: Vec::new(),
+                notes: Vec::new(),
+                adopt: false,
+                protected: desired.protected || state_protected,
+                desired: Some(desired.clone()),
+                live: None,
+                depends_on: BTreeSet::new(),
+            };
+            match live_spec {
+                None => {
+                    change.action = Action::Create;
+                    change.fields = field_changes(
+                        address.kind,
+                        &Default::default(),
+                        &kinds::fields(&desired.spec),
+                    );
+                    if in_state {
+                        change.notes.push(
+                            "in state but missing live (deleted out of band); re-creating".into(),
+                        );
+                    }
+                }
+                Some(mut live_spec) => {
+                    kinds::align_live(&desired.spec, &mut live_spec);
+                    if !in_state {
+                        if owned_by(target, address, &live_spec) || possibly_ours.contains(address)
+                        {
+                            change.adopt = true;
+                            change.notes.push(
+                                "exists live but not in state (an interrupted apply created it); adopting".into(),
+                            );
+                        } else {
+                            unmanaged.push((address.clone(), desired.physical_id.clone()));
+                            continue;
+                        }
+                    }
+                    let fields = field_changes(
+                        address.kind,
+                        &kinds::fields(&live_spec),
+                        &kinds::fields(&desired.spec),
+                    );
+                    change.action = if fields.is_empty() {
+                        Action::NoOp
+                    } else if fields.iter().any(|f| f.forces_replacement) {
+                        Action::Replace
+                    } else {
+                        Action::Update
+                    };
+                    if change.action == Action::Replace
+                        && change.protected
+                        && !options.allow_protected
+                    {
+                        protected.push((address.clone(), "replace"));
+                    }
+                    change.fields = fields;
+                    change.live = Some(live_spec);
+                }
+            }
+            changes.push(change);
+        }
+    }
+
+    if let Some(state) = state {
+        for (address, entry) in &state.resources {
+            if !options.destroy && stack.get(address).is_some() {
+                continue;
+            }
+            let live_spec = live.get(address).cloned().flatten();
+            let mut change = Change {
+                address: address.clone(),
+                action: Action::Delete,
+                physical_id: entry.physical_id.clone(),
+                fields: Vec::new(),
+                notes: Vec::new(),
+                adopt: false,
+                protected: entry.protected,
+                desired: None,
+                live: live_spec.clone(),
+                depends_on: entry.depends_on.clone(),
+            };
+            match live_spec {
+                Some(spec) => {
+                    change.fields =
+                        field_changes(address.kind, &kinds::fields(&spec), &Default::default());
+                    if entry.protected && !options.allow_protected {
+                        protected.push((address.clone(), "delete"));
+                    }
+                }
+                None => change
+                    .notes
+                    .push("already gone live; only removed from state".into()),
+            }
+            changes.push(change);
+        }
+    }
+
+    if !unmanaged.is_empty() {
+        return Err(PlanError::Unmanaged(unmanaged));
+    }
+    if !protected.is_empty() {
+        return Err(PlanError::Protected(protected));
+    }
+    changes.sort_by(|a, b| a.address.cmp(&b.address));
+    let summary = summarize(&changes);
+    Ok(Plan {
+        format_version: PLAN_FORMAT_VERSION,
+        mode: if options.destroy {
+            PlanMode::Destroy
+        } else {
+            PlanMode::Normal
+        },
+        stack: target.stack.clone(),
+        env: target.env.clone(),
+        target: target.clone(),
+        created_at: Utc::now(),
+        desired_hash: desired_hash(stack),
+        state_lineage: state.map(|s| s.lineage.clone()),
+        state_serial: state.map(|s| s.serial),
+        changes,
+        summary,
+    })
+}
+
+/// A live resource carrying this stack's ownership tags for `address`.
+fn owned_by(target: &Target, address: &Address, live: &Spec) -> bool {
+    let tags = live.tags();
+    tags.get(TAG_ADDRESS) == Some(&address.to_string())
+        && tags.get(TAG_ENV) == Some(&target.env)
+        && tags.get(TAG_STACK) == Some(&target.stack)
+}
+
+fn field_changes(
+    kind: crate::model::Kind,
+    before: &kinds::Fields,
+    after: &kinds::Fields,
+) -> Vec<FieldChange> {
+    let names: BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    names
+        .into_iter()
+        .filter_map(|name| {
+            let b = before.get(name);
+            let a = after.get(name);
+            if b == a {
+                return None;
+            }
+            Some(FieldChange {
+                field: name.clone(),
+                before: b.cloned(),
+                after: a.cloned(),
+                // Only a change to an existing resource can force its replacement.
+                forces_replacement: b.is_some()
+                    && a.is_some()
+                    && kinds::forces_replacement(kind, name),
+            })
+        })
+        .collect()
+}
+
+fn summarize(changes: &[Change]) -> Summary {
+    let mut s = Summary::default();
+    for c in changes {
+        match c.action {
+            Action::Create => s.create += 1,
+            Action::Update => s.update += 1,
+            Action::Replace => s.replace += 1,
+            Action::Delete => s.delete += 1,
+            Action::NoOp => s.no_op += 1,
+        }
+        if c.adopt {
+            s.adopt += 1;
+        }
+    }
+    s
+}

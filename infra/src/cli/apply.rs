@@ -1,0 +1,271 @@
+//! `infra apply` and `infra destroy`: lock the state, plan (or load a saved plan), confirm,
+//! apply, record, unlock.
+
+use std::io::{BufRead, IsTerminal, Write};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow, bail};
+use infra_core::apply::{self, ApplyOptions, Event, StateSession};
+use infra_core::kinds::DeleteOptions;
+use infra_core::plan::{Plan, PlanMode, PlanOptions};
+use infra_core::render;
+use infra_core::state::{Journal, LockInfo, StateDoc, Stored, lock};
+use tokio::sync::Mutex;
+
+use super::{ApplyArgs, Context, DestroyArgs};
+
+pub async fn run(
+    envs_dir: Option<PathBuf>,
+    args: ApplyArgs,
+    used: &mut Option<Context>,
+) -> anyhow::Result<u8> {
+    let ctx = used.insert(Context::load(envs_dir, &args.env.name).await?);
+    let saved = match &args.plan_file {
+        Some(path) => Some(read_plan(path)?),
+        None => None,
+    };
+    if let Some(plan) = &saved {
+        if plan.env != ctx.stack.target.env || plan.stack != ctx.stack.target.stack {
+            bail!(
+                "the saved plan is for {} / {}, not {} / {}",
+                plan.stack,
+                plan.env,
+                ctx.stack.target.stack,
+                ctx.stack.target.env
+            );
+        }
+    }
+    let run = Run {
+        command: format!("infra apply --env {}", args.env.name),
+        auto_approve: args.auto_approve,
+        lock_timeout: args.lock_timeout,
+        options: ApplyOptions {
+            parallelism: args.parallelism as usize,
+            delete: DeleteOptions::default(),
+        },
+        plan_options: PlanOptions {
+            destroy: false,
+            allow_protected: args.allow_protected,
+        },
+    };
+    run.execute(ctx, saved).await
+}
+
+pub async fn destroy(
+    envs_dir: Option<PathBuf>,
+    args: DestroyArgs,
+    used: &mut Option<Context>,
+) -> anyhow::Result<u8> {
+    let ctx = used.insert(Context::load(envs_dir, &args.env.name).await?);
+    if ctx.stack.target.protected && !args.allow_protected {
+        bail!(
+            "env `{}` is protected (`protected = true` in its env file); destroy refuses it \
+             unless you pass --allow-protected",
+            args.env.name
+        );
+    }
+    let run = Run {
+        command: format!("infra destroy --env {}", args.env.name),
+        auto_approve: args.auto_approve,
+        lock_timeout: args.lock_timeout,
+        options: ApplyOptions {
+            parallelism: args.parallelism as usize,
+            delete: DeleteOptions {
+                purge_data: args.purge_data,
+            },
+        },
+        plan_options: PlanOptions {
+            destroy: true,
+            allow_protected: args.allow_protected,
+        },
+    };
+    run.execute(ctx, None).await
+}
+
+fn read_plan(path: &PathBuf) -> anyhow::Result<Plan> {
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read the plan file {}", path.display()))?;
+    let plan = Plan::parse(&bytes).with_context(|| {
+        format!(
+            "{} is not a plan file saved by `infra plan --out`",
+            path.display()
+        )
+    })?;
+    if plan.format_version != infra_core::plan::PLAN_FORMAT_VERSION {
+        bail!(
+            "{} has plan format {}, this infra reads format {}",
+            path.display(),
+            plan.format_version,
+            infra_core::plan::PLAN_FORMAT_VERSION
+        );
+    }
+    Ok(plan)
+}
+
+struct Run {
+    command: String,
+    auto_approve: bool,
+    lock_timeout: Duration,
+    options: ApplyOptions,
+    plan_options: PlanOptions,
+}
+
+impl Run {
+    async fn execute(&self, ctx: &Context, saved: Option<Plan>) -> anyhow::Result<u8> {
+        ctx.store
+            .ensure_bucket()
+            .await
+            .context("preparing the state bucket")?;
+        let guard = lock::acquire(
+            &ctx.store,
+            LockInfo::for_this_process(&self.command),
+            self.lock_timeout,
+        )
+        .await?;
+        let result = self.locked(ctx, saved).await;
+        let released = guard.release().await;
+        let code = result?;
+        released.context("releasing the state lock")?;
+        Ok(code)
+    }
+
+    async fn locked(&self, ctx: &Context, saved: Option<Plan>) -> anyhow::Result<u8> {
+        let stored = ctx.store.load().await?;
+        let plan = match saved {
+            Some(plan) => {
+                check_fresh(&plan, &stored)?;
+                plan
+            }
+            None => ctx.plan(&stored, self.plan_options).await?,
+        };
+        print!("{}", render::plan_text(&plan));
+        if !plan.has_changes() {
+            return Ok(0);
+        }
+        if !self.auto_approve && !confirm(&plan)? {
+            println!("Nothing applied.");
+            return Ok(1);
+        }
+        let session = Arc::new(Mutex::new(StateSession {
+            store: ctx.store.clone(),
+            doc: stored
+                .doc
+                .clone()
+                .unwrap_or_else(|| StateDoc::new(&ctx.stack.target.stack, &ctx.stack.target.env)),
+            etag: stored.etag.clone(),
+        }));
+        let journal_before = Journal::list_keys(&ctx.store).await?;
+        let journal = Arc::new(Journal::start(ctx.store.clone()));
+        let print_event = |event: Event| match event {
+            Event::Started { address, action } => {
+                eprintln!("{address}: {}...", present(action.as_str()))
+            }
+            Event::Finished {
+                address,
+                action,
+                elapsed,
+            } => {
+                eprintln!(
+                    "{address}: {} in {:.1}s",
+                    past(action.as_str()),
+                    elapsed.as_secs_f64()
+                )
+            }
+            Event::Failed {
+                address,
+                action,
+                error,
+            } => eprintln!("{address}: {} failed: {error}", action.as_str()),
+            Event::Skipped { address, because } => {
+                eprintln!("{address}: not started ({because} failed)")
+            }
+        };
+        let result = apply::apply(
+            &ctx.aws,
+            &plan,
+            session.clone(),
+            journal.clone(),
+            self.options,
+            &print_event,
+        )
+        .await;
+        let report = result.map_err(|e| {
+            anyhow!("{e}\nState records everything that finished; fix the cause and re-run.")
+        })?;
+        // Every outcome is in state: the journal (this run's and any interrupted run's,
+        // whose creates this plan adopted) has served its purpose.
+        let mut keys = journal_before;
+        keys.extend(Journal::list_keys(&ctx.store).await?);
+        keys.sort();
+        keys.dedup();
+        Journal::checkpoint(&ctx.store, &keys).await?;
+        let serial = session.lock().await.doc.serial;
+        println!(
+            "\n{} complete: {} changes applied. State serial {serial}.",
+            if plan.mode == PlanMode::Destroy {
+                "Destroy"
+            } else {
+                "Apply"
+            },
+            report.applied.len()
+        );
+        Ok(0)
+    }
+}
+
+/// A saved plan applies only to the state it was made against.
+fn check_fresh(plan: &Plan, stored: &Stored) -> anyhow::Result<()> {
+    let now = stored.doc.as_ref().map(|d| (d.lineage.clone(), d.serial));
+    let then = plan.state_lineage.clone().zip(plan.state_serial);
+    if now != then {
+        let show = |s: &Option<(String, u64)>| match s {
+            Some((lineage, serial)) => format!(
+                "serial {serial} of lineage {}",
+                &lineage[..8.min(lineage.len())]
+            ),
+            None => "no state".to_string(),
+        };
+        bail!(
+            "the saved plan is stale: it was made against {}, the state is now {}. Plan again.",
+            show(&then),
+            show(&now)
+        );
+    }
+    Ok(())
+}
+
+fn confirm(plan: &Plan) -> anyhow::Result<bool> {
+    if !std::io::stdin().is_terminal() {
+        bail!("no terminal to confirm the changes on; pass --auto-approve to apply without asking");
+    }
+    print!(
+        "\nApply these changes to {} / {}? Only `yes` is accepted: ",
+        plan.stack, plan.env
+    );
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    Ok(answer.trim() == "yes")
+}
+
+fn present(action: &str) -> &'static str {
+    match action {
+        "create" => "creating",
+        "update" => "updating",
+        "replace" => "replacing",
+        "delete" => "deleting",
+        _ => "working",
+    }
+}
+
+fn past(action: &str) -> &'static str {
+    match action {
+        "create" => "created",
+        "update" => "updated",
+        "replace" => "replaced",
+        "delete" => "deleted",
+        _ => "done",
+    }
+}

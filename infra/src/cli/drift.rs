@@ -1,0 +1,37 @@
+//! `infra drift`: compare every managed resource with the stack; exit 2 on drift.
+
+use std::path::PathBuf;
+
+use infra_core::drift::DriftReport;
+use infra_core::plan::PlanOptions;
+use infra_core::render;
+
+use super::{Context, DriftArgs, Format};
+
+pub async fn run(
+    envs_dir: Option<PathBuf>,
+    args: DriftArgs,
+    used: &mut Option<Context>,
+) -> anyhow::Result<u8> {
+    let ctx = used.insert(Context::load(envs_dir, &args.env.name).await?);
+    let stored = ctx.store.load().await?;
+    let plan = ctx
+        .plan(
+            &stored,
+            PlanOptions {
+                destroy: false,
+                // Drift reports; it never deletes, so protection is not in question here.
+                allow_protected: true,
+            },
+        )
+        .await?;
+    let report = DriftReport::from_plan(&plan, stored.doc.as_ref());
+    match args.format {
+        Format::Text => print!("{}", render::drift_text(&report)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&render::drift_json(&report))?
+        ),
+    }
+    Ok(if report.has_drift() { 2 } else { 0 })
+}

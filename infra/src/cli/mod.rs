@@ -1,0 +1,198 @@
+//! Command-line arguments and dispatch. Exit codes follow Terraform: 0 success or no
+//! changes, 1 error, 2 changes present (`plan --detailed-exitcode`) or drift found (`drift`).
+
+mod apply;
+mod context;
+mod drift;
+mod plan;
+mod state;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+pub use context::Context;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "infra",
+    version,
+    about = "Plan, apply, drift-check and destroy the LinkedIn Ads stack on AWS"
+)]
+pub struct Cli {
+    /// Folder of environment files (<env>.toml). Default: stacks/envs under the current
+    /// directory or the nearest parent that has one.
+    #[arg(long, global = true, env = "INFRA_ENVS_DIR")]
+    pub envs_dir: Option<PathBuf>,
+
+    /// Print how many AWS calls the command made, per service and operation (to stderr).
+    #[arg(long, global = true)]
+    pub stats: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Show what apply would change, without changing anything.
+    Plan(PlanArgs),
+    /// Apply the stack (or a saved plan) to an environment.
+    Apply(ApplyArgs),
+    /// Compare every managed resource with the stack; exit 2 on drift.
+    Drift(DriftArgs),
+    /// Delete every resource of an environment, dependents first.
+    Destroy(DestroyArgs),
+    /// Inspect the state, or release a lock.
+    State {
+        #[command(subcommand)]
+        command: StateCommand,
+    },
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct EnvArg {
+    /// The environment: stacks/envs/<ENV>.toml.
+    #[arg(long = "env", short = 'e')]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub env: EnvArg,
+    /// Save the plan to FILE; `infra apply FILE` applies exactly it.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error.
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Allow the plan to delete or replace protected resources.
+    #[arg(long)]
+    pub allow_protected: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    #[command(flatten)]
+    pub env: EnvArg,
+    /// A plan saved with `infra plan --out`; without it, apply plans first.
+    pub plan_file: Option<PathBuf>,
+    /// Do not ask for confirmation.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// At most this many changes in flight at once.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+    /// Wait this long for another run's state lock (e.g. 30s, 2m). Default: fail at once.
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+    /// Allow deleting or replacing protected resources.
+    #[arg(long)]
+    pub allow_protected: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    #[command(flatten)]
+    pub env: EnvArg,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub env: EnvArg,
+    /// Empty buckets first: every object version and delete marker.
+    #[arg(long)]
+    pub purge_data: bool,
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Required to destroy a protected environment or protected resources.
+    #[arg(long)]
+    pub allow_protected: bool,
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub parallelism: u16,
+    #[arg(long, default_value = "0s", value_parser = parse_duration)]
+    pub lock_timeout: Duration,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the resources in state.
+    List {
+        #[command(flatten)]
+        env: EnvArg,
+    },
+    /// Show one resource's state entry.
+    Show {
+        #[command(flatten)]
+        env: EnvArg,
+        /// e.g. bucket.data
+        address: String,
+    },
+    /// Release a state lock left by a process that is gone. Shows the lock without LOCK_ID.
+    Unlock {
+        #[command(flatten)]
+        env: EnvArg,
+        lock_id: Option<String>,
+    },
+}
+
+/// `30s`, `2m`, `1h`, `500ms` or a number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("`{text}` is not a duration (e.g. 30s, 2m)"))?;
+    match unit {
+        "" | "s" => Ok(Duration::from_secs(n)),
+        "ms" => Ok(Duration::from_millis(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        "h" => Ok(Duration::from_secs(n * 3600)),
+        other => Err(format!("unknown unit `{other}` in `{text}` (ms, s, m, h)")),
+    }
+}
+
+pub fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("INFRA_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Runs a command; returns the process exit code.
+pub async fn run(cli: Cli) -> anyhow::Result<u8> {
+    let envs_dir = cli.envs_dir.clone();
+    let stats = cli.stats;
+    let mut used: Option<Context> = None;
+    let result = match cli.command {
+        Command::Plan(args) => plan::run(envs_dir, args, &mut used).await,
+        Command::Apply(args) => apply::run(envs_dir, args, &mut used).await,
+        Command::Drift(args) => drift::run(envs_dir, args, &mut used).await,
+        Command::Destroy(args) => apply::destroy(envs_dir, args, &mut used).await,
+        Command::State { command } => state::run(envs_dir, command, &mut used).await,
+    };
+    if stats {
+        if let Some(ctx) = &used {
+            eprint!("{}", ctx.aws.calls.report());
+        }
+    }
+    result
+}

@@ -1,0 +1,50 @@
+//! `infra plan`: print (and optionally save) what apply would change.
+
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use infra_core::plan::PlanOptions;
+use infra_core::render;
+
+use super::{Context, Format, PlanArgs};
+
+pub async fn run(
+    envs_dir: Option<PathBuf>,
+    args: PlanArgs,
+    used: &mut Option<Context>,
+) -> anyhow::Result<u8> {
+    let ctx = used.insert(Context::load(envs_dir, &args.env.name).await?);
+    let stored = ctx.store.load().await?;
+    let plan = ctx
+        .plan(
+            &stored,
+            PlanOptions {
+                destroy: false,
+                allow_protected: args.allow_protected,
+            },
+        )
+        .await?;
+    match args.format {
+        Format::Text => print!("{}", render::plan_text(&plan)),
+        Format::Json => println!(
+            "{}",
+            serde_json::to_string_pretty(&render::plan_json(&plan))?
+        ),
+    }
+    if let Some(out) = &args.out {
+        let bytes = serde_json::to_vec_pretty(&plan)?;
+        std::fs::write(out, bytes)
+            .with_context(|| format!("cannot write the plan to {}", out.display()))?;
+        eprintln!(
+            "Saved the plan to {}; `infra apply --env {} {}` applies exactly it.",
+            out.display(),
+            plan.env,
+            out.display()
+        );
+    }
+    Ok(if args.detailed_exitcode && plan.has_changes() {
+        2
+    } else {
+        0
+    })
+}

@@ -1,0 +1,468 @@
+//! Environment files (`stacks/envs/<env>.toml`) parsed into a typed [`Env`]. Unknown keys
+//! and wrong types are rejected by the parser; values are then checked (names, retention,
+//! schedules, thresholds). Every error names the file, line, column and field, and all of
+//! this happens before any AWS call.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use infra_core::kinds::bucket::validate_name as validate_bucket_name;
+use infra_core::kinds::log_group::validate_retention;
+use infra_core::kinds::topic::is_plausible_email;
+use infra_core::model::{StateLocation, Target};
+use serde::Deserialize;
+use toml::Spanned;
+
+/// One environment's configuration.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Env {
+    /// Prefix of every physical name, e.g. `linkedin-ads`.
+    pub project: Spanned<String>,
+    /// The environment's name; must match the file name.
+    pub env: Spanned<String>,
+    pub account_id: Spanned<String>,
+    pub region: Spanned<String>,
+    /// A protected environment refuses `destroy`, and its data bucket refuses deletion,
+    /// unless told explicitly.
+    #[serde(default)]
+    pub protected: bool,
+    pub state: StateConfig,
+    pub alerts: AlertsConfig,
+    pub logs: LogsConfig,
+    pub data: DataConfig,
+    pub thresholds: Thresholds,
+    pub schedules: Schedules,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StateConfig {
+    pub bucket: Spanned<String>,
+    pub prefix: Spanned<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    pub emails: Vec<Spanned<String>>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogsConfig {
+    pub retention_days: Spanned<i32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataConfig {
+    /// `sse-s3` or `aws:kms`.
+    pub encryption: Spanned<String>,
+    #[serde(default)]
+    pub kms_key_id: Option<String>,
+    pub raw_expiration_days: Spanned<i32>,
+    pub processed_infrequent_access_days: Spanned<i32>,
+    pub processed_glacier_days: Spanned<i32>,
+    pub athena_results_expiration_days: Spanned<i32>,
+    pub noncurrent_version_expiration_days: Spanned<i32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Thresholds {
+    /// Alarm when the collector's daily spend exceeds this (USD).
+    pub daily_spend_usd: Spanned<f64>,
+    /// Alarm when CTR (clicks / impressions) falls below this ratio...
+    pub min_ctr: Spanned<f64>,
+    /// ...once impressions exceed this many.
+    pub min_impressions_for_ctr: Spanned<i64>,
+    /// Alarm when a function's duration exceeds this share of its timeout.
+    pub lambda_duration_share: Spanned<f64>,
+    /// Athena cancels a query that scans more than this.
+    pub athena_bytes_scanned_cutoff: Spanned<i64>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedules {
+    /// Create schedules disabled (e.g. staging) when false.
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    pub collector: Spanned<String>,
+    pub processor: Spanned<String>,
+    pub optimizer: Spanned<String>,
+    pub copy_generator: Spanned<String>,
+    pub crawler: Spanned<String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// An env file problem: the file, where in it, which field, and what is wrong.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EnvError {
+    pub file: PathBuf,
+    pub line: Option<usize>,
+    pub column: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for EnvError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let (Some(line), Some(column)) = (self.line, self.column) {
+            write!(f, ":{line}:{column}")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": field `{}`: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Every problem found in one env file.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub struct EnvErrors(pub Vec<EnvError>);
+
+impl fmt::Display for EnvErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let lines: Vec<String> = self.0.iter().map(ToString::to_string).collect();
+        f.write_str(&lines.join("\n"))
+    }
+}
+
+impl Env {
+    /// Reads and checks `path`.
+    pub fn load(path: &Path) -> Result<Env, EnvErrors> {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            EnvErrors(vec![EnvError {
+                file: path.to_path_buf(),
+                line: None,
+                column: None,
+                field: String::new(),
+                message: format!("cannot read: {e}"),
+            }])
+        })?;
+        Env::parse(path, &text)
+    }
+
+    /// `<dir>/<name>.toml`.
+    pub fn load_named(dir: &Path, name: &str) -> Result<Env, EnvErrors> {
+        if name.is_empty()
+            || !name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            return Err(EnvErrors(vec![EnvError {
+                file: dir.join(format!("{name}.toml")),
+                line: None,
+                column: None,
+                field: String::new(),
+                message: format!(
+                    "`{name}` is not an environment name (lowercase letters, digits, `-`)"
+                ),
+            }]));
+        }
+        Env::load(&dir.join(format!("{name}.toml")))
+    }
+
+    /// Parses and checks the text of env file `path`.
+    pub fn parse(path: &Path, text: &str) -> Result<Env, EnvErrors> {
+        let deserializer = toml::Deserializer::new(text);
+        let env: Env = serde_path_to_error::deserialize(deserializer).map_err(|err| {
+            let field = err.path().to_string();
+            let inner = err.into_inner();
+            let (line, column) = inner
+                .span()
+                .map(|s| line_column(text, s.start))
+                .map_or((None, None), |(l, c)| (Some(l), Some(c)));
+            EnvErrors(vec![EnvError {
+                file: path.to_path_buf(),
+                line,
+                column,
+                field: if field == "." { String::new() } else { field },
+                message: inner.message().to_string(),
+            }])
+        })?;
+        let problems = env.check(path, text);
+        if problems.is_empty() {
+            Ok(env)
+        } else {
+            Err(EnvErrors(problems))
+        }
+    }
+
+    fn check(&self, path: &Path, text: &str) -> Vec<EnvError> {
+        let mut problems = Vec::new();
+        let mut problem = |span: Range<usize>, field: &str, message: String| {
+            let (line, column) = line_column(text, span.start);
+            problems.push(EnvError {
+                file: path.to_path_buf(),
+                line: Some(line),
+                column: Some(column),
+                field: field.to_string(),
+                message,
+            });
+        };
+
+        let project = self.project.get_ref();
+        if !(2..=24).contains(&project.len())
+            || !project
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            || project.starts_with('-')
+            || project.ends_with('-')
+        {
+            problem(
+                self.project.span(),
+                "project",
+                format!(
+                    "`{project}`: 2 to 24 lowercase letters, digits or `-` (it prefixes every resource name)"
+                ),
+            );
+        }
+        let env = self.env.get_ref();
+        let stem = path
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default();
+        if env != stem {
+            problem(
+                self.env.span(),
+                "env",
+                format!("`{env}` does not match the file name `{stem}.toml`"),
+            );
+        }
+        if env.is_empty()
+            || env.len() > 16
+            || !env
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        {
+            problem(
+                self.env.span(),
+                "env",
+                format!("`{env}`: 1 to 16 lowercase letters, digits or `-`"),
+            );
+        }
+        let account = self.account_id.get_ref();
+        if account.len() != 12 || !account.chars().all(|c| c.is_ascii_digit()) {
+            problem(
+                self.account_id.span(),
+                "account_id",
+                format!("`{account}` is not a 12-digit AWS account id"),
+            );
+        }
+        let region = self.region.get_ref();
+        let region_parts: Vec<&str> = region.split('-').collect();
+        if region_parts.len() < 3
+            || !region_parts.iter().all(|p| {
+                !p.is_empty()
+                    && p.chars()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+            })
+            || !region_parts
+                .last()
+                .is_some_and(|p| p.chars().all(|c| c.is_ascii_digit()))
+        {
+            problem(
+                self.region.span(),
+                "region",
+                format!("`{region}` is not an AWS region name (e.g. us-east-1)"),
+            );
+        }
+        if let Err(message) = validate_bucket_name(self.state.bucket.get_ref()) {
+            problem(self.state.bucket.span(), "state.bucket", message);
+        }
+        let prefix = self.state.prefix.get_ref();
+        if prefix.is_empty() || prefix.starts_with('/') || prefix.contains("//") {
+            problem(
+                self.state.prefix.span(),
+                "state.prefix",
+                format!("`{prefix}`: a non-empty S3 key prefix without a leading `/`"),
+            );
+        }
+        // The data bucket's name is derived; check it here so the error points at its parts.
+        if let Err(message) = validate_bucket_name(&self.data_bucket_name()) {
+            problem(
+                self.project.span(),
+                "project",
+                format!("the data bucket name it gives is invalid: {message}"),
+            );
+        }
+        if self.alerts.emails.is_empty() {
+            problem(
+                0..0,
+                "alerts.emails",
+                "at least one address receives the alerts".into(),
+            );
+        }
+        for (i, email) in self.alerts.emails.iter().enumerate() {
+            if !is_plausible_email(email.get_ref()) {
+                problem(
+                    email.span(),
+                    &format!("alerts.emails[{i}]"),
+                    format!("`{}` is not an e-mail address", email.get_ref()),
+                );
+            }
+        }
+        if let Err(message) = validate_retention(*self.logs.retention_days.get_ref()) {
+            problem(
+                self.logs.retention_days.span(),
+                "logs.retention_days",
+                message,
+            );
+        }
+        match self.data.encryption.get_ref().as_str() {
+            "sse-s3" | "aws:kms" => {}
+            other => problem(
+                self.data.encryption.span(),
+                "data.encryption",
+                format!("`{other}`: `sse-s3` or `aws:kms`"),
+            ),
+        }
+        let days = [
+            (
+                &self.data.raw_expiration_days,
+                "data.raw_expiration_days",
+                1,
+            ),
+            (
+                &self.data.processed_infrequent_access_days,
+                "data.processed_infrequent_access_days",
+                30,
+            ),
+            (
+                &self.data.processed_glacier_days,
+                "data.processed_glacier_days",
+                1,
+            ),
+            (
+                &self.data.athena_results_expiration_days,
+                "data.athena_results_expiration_days",
+                1,
+            ),
+            (
+                &self.data.noncurrent_version_expiration_days,
+                "data.noncurrent_version_expiration_days",
+                1,
+            ),
+        ];
+        for (value, field, min) in days {
+            if *value.get_ref() < min {
+                problem(
+                    value.span(),
+                    field,
+                    format!("{} days: at least {min}", value.get_ref()),
+                );
+            }
+        }
+        if self.data.processed_glacier_days.get_ref()
+            <= self.data.processed_infrequent_access_days.get_ref()
+        {
+            problem(
+                self.data.processed_glacier_days.span(),
+                "data.processed_glacier_days",
+                "must come after data.processed_infrequent_access_days".into(),
+            );
+        }
+        let t = &self.thresholds;
+        if !(t.daily_spend_usd.get_ref().is_finite() && *t.daily_spend_usd.get_ref() > 0.0) {
+            problem(
+                t.daily_spend_usd.span(),
+                "thresholds.daily_spend_usd",
+                "a positive amount".into(),
+            );
+        }
+        if !(0.0..=1.0).contains(t.min_ctr.get_ref()) {
+            problem(
+                t.min_ctr.span(),
+                "thresholds.min_ctr",
+                format!("{}: a ratio between 0 and 1", t.min_ctr.get_ref()),
+            );
+        }
+        if *t.min_impressions_for_ctr.get_ref() < 0 {
+            problem(
+                t.min_impressions_for_ctr.span(),
+                "thresholds.min_impressions_for_ctr",
+                "not negative".into(),
+            );
+        }
+        let share = *t.lambda_duration_share.get_ref();
+        if !(share > 0.0 && share <= 1.0) {
+            problem(
+                t.lambda_duration_share.span(),
+                "thresholds.lambda_duration_share",
+                format!("{share}: a share in (0, 1]"),
+            );
+        }
+        if *t.athena_bytes_scanned_cutoff.get_ref() < 10_485_760 {
+            problem(
+                t.athena_bytes_scanned_cutoff.span(),
+                "thresholds.athena_bytes_scanned_cutoff",
+                "Athena's minimum is 10485760 bytes (10 MB)".into(),
+            );
+        }
+        let s = &self.schedules;
+        for (value, field) in [
+            (&s.collector, "schedules.collector"),
+            (&s.processor, "schedules.processor"),
+            (&s.optimizer, "schedules.optimizer"),
+            (&s.copy_generator, "schedules.copy_generator"),
+            (&s.crawler, "schedules.crawler"),
+        ] {
+            if let Err(message) = infra_core::schedule::validate(value.get_ref()) {
+                problem(value.span(), field, message);
+            }
+        }
+        problems
+    }
+
+    pub fn name(&self) -> &str {
+        self.env.get_ref()
+    }
+
+    pub fn project(&self) -> &str {
+        self.project.get_ref()
+    }
+
+    /// `<project>-<env>-data-<account>`: bucket names are global, so the account is in it.
+    pub fn data_bucket_name(&self) -> String {
+        format!(
+            "{}-{}-data-{}",
+            self.project.get_ref(),
+            self.env.get_ref(),
+            self.account_id.get_ref()
+        )
+    }
+
+    /// The deployment target this env describes, for stack `stack`.
+    pub fn target(&self, stack: &str) -> Target {
+        Target {
+            stack: stack.to_string(),
+            project: self.project.get_ref().clone(),
+            env: self.env.get_ref().clone(),
+            account_id: self.account_id.get_ref().clone(),
+            region: self.region.get_ref().clone(),
+            protected: self.protected,
+            state: StateLocation {
+                bucket: self.state.bucket.get_ref().clone(),
+                prefix: self.state.prefix.get_ref().clone(),
+            },
+        }
+    }
+}
+
+/// 1-based line and column of byte `offset` in `text`.
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = text.get(..offset).unwrap_or(text);
+    let line = before.matches('\n').count() + 1;
+    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+    (line, column)
+}

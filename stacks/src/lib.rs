@@ -1,0 +1,7 @@
+//! The LinkedIn Ads stack as typed Rust values, built from an environment file.
+
+pub mod env;
+pub mod linkedin_ads;
+
+pub use env::{Env, EnvError, EnvErrors};
+pub use linkedin_ads::{STACK_NAME, linkedin_ads};

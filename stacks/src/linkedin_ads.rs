@@ -1,0 +1,332 @@
+//! The LinkedIn Ads pipeline stack: the data bucket, the alerts topic, one least-privilege
+//! role and one log group per Lambda, and the Glue crawler and SageMaker execution roles.
+
+use std::collections::BTreeMap;
+
+use infra_core::model::{
+    BucketSpec, Encryption, LifecycleRule, LogGroupSpec, PolicyDocument, PublicAccessBlock, Ref,
+    RoleSpec, Stack, Statement, TopicSpec,
+};
+use serde_json::json;
+
+use crate::env::Env;
+
+pub const STACK_NAME: &str = "linkedin-ads";
+
+/// The custom CloudWatch namespace the handlers emit into.
+pub const METRICS_NAMESPACE: &str = "LinkedInAds";
+
+/// The pipeline's Lambda functions, by their short names.
+pub const FUNCTIONS: [&str; 5] = [
+    "collector",
+    "processor",
+    "optimizer",
+    "copy-generator",
+    "token-rotation",
+];
+
+/// What one function may touch in the data bucket and beyond.
+struct Access {
+    reads: &'static [&'static str],
+    writes: &'static [&'static str],
+    secrets: &'static [&'static str],
+    rotates_secret: Option<&'static str>,
+    emits_metrics: bool,
+}
+
+fn access(function: &str) -> Access {
+    match function {
+        "collector" => Access {
+            reads: &[],
+            writes: &["raw/linkedin/"],
+            secrets: &["linkedin-oauth"],
+            rotates_secret: None,
+            emits_metrics: true,
+        },
+        "processor" => Access {
+            reads: &["raw/linkedin/", "processed/"],
+            writes: &["processed/"],
+            secrets: &[],
+            rotates_secret: None,
+            emits_metrics: true,
+        },
+        "optimizer" => Access {
+            reads: &["processed/", "models/", "decisions/"],
+            writes: &["decisions/"],
+            secrets: &["linkedin-oauth"],
+            rotates_secret: None,
+            emits_metrics: true,
+        },
+        "copy-generator" => Access {
+            reads: &["processed/", "generated/"],
+            writes: &["generated/copy/"],
+            secrets: &["anthropic-api-key"],
+            rotates_secret: None,
+            emits_metrics: true,
+        },
+        _ => Access {
+            reads: &[],
+            writes: &[],
+            secrets: &[],
+            rotates_secret: Some("linkedin-oauth"),
+            emits_metrics: false,
+        },
+    }
+}
+
+/// Builds the stack for `env`.
+pub fn linkedin_ads(env: &Env) -> Stack {
+    let target = env.target(STACK_NAME);
+    let mut stack = Stack::new(target.clone());
+
+    let data = stack.add("data", data_bucket(env));
+    if env.protected {
+        stack.protect(&data);
+    }
+
+    let alerts_name = target.name("alerts");
+    let alerts_arn = format!(
+        "arn:aws:sns:{}:{}:{}",
+        target.region, target.account_id, alerts_name
+    );
+    stack.add(
+        "alerts",
+        TopicSpec {
+            name: alerts_name,
+            display_name: "LinkedIn Ads alerts".into(),
+            policy: Some(PolicyDocument::new(vec![
+                Statement::allow(["sns:Publish"])
+                    .sid("CloudWatchAlarms")
+                    .service_principal("cloudwatch.amazonaws.com")
+                    .on(alerts_arn.clone())
+                    .condition(
+                        "StringEquals",
+                        "aws:SourceAccount",
+                        target.account_id.clone(),
+                    ),
+                Statement::allow(["sns:Publish"])
+                    .sid("EventBridgeRules")
+                    .service_principal("events.amazonaws.com")
+                    .on(alerts_arn)
+                    .condition(
+                        "StringEquals",
+                        "aws:SourceAccount",
+                        target.account_id.clone(),
+                    ),
+            ])),
+            email_subscriptions: env
+                .alerts
+                .emails
+                .iter()
+                .map(|e| e.get_ref().clone())
+                .collect(),
+            tags: BTreeMap::new(),
+        },
+    );
+
+    for function in FUNCTIONS {
+        let log_group = stack.add(
+            function,
+            LogGroupSpec {
+                name: format!("/aws/lambda/{}", target.name(function)),
+                retention_days: Some(*env.logs.retention_days.get_ref()),
+                tags: BTreeMap::new(),
+            },
+        );
+        let role = lambda_role(&stack, function, &data, &log_group);
+        stack.add(function, role);
+    }
+
+    stack.add("glue-crawler", crawler_role(&stack, &data));
+    stack.add("sagemaker", sagemaker_role(&stack, &data));
+    stack
+}
+
+fn data_bucket(env: &Env) -> BucketSpec {
+    let d = &env.data;
+    let encryption = match d.encryption.get_ref().as_str() {
+        "aws:kms" => Encryption::Kms {
+            key_id: d.kms_key_id.clone(),
+            bucket_key: true,
+        },
+        _ => Encryption::SseS3,
+    };
+    BucketSpec {
+        name: env.data_bucket_name(),
+        encryption,
+        public_access_block: PublicAccessBlock::ALL,
+        versioning: true,
+        lifecycle_rules: vec![
+            LifecycleRule::new("raw-expiry", "raw/").expire_after(*d.raw_expiration_days.get_ref()),
+            LifecycleRule::new("processed-tiering", "processed/")
+                .transition(*d.processed_infrequent_access_days.get_ref(), "STANDARD_IA")
+                .transition(*d.processed_glacier_days.get_ref(), "GLACIER"),
+            LifecycleRule::new("athena-results-expiry", "athena-results/")
+                .expire_after(*d.athena_results_expiration_days.get_ref()),
+            LifecycleRule::new("noncurrent-versions", "")
+                .expire_noncurrent_after(*d.noncurrent_version_expiration_days.get_ref())
+                .abort_multipart_after(7),
+        ],
+        tags: BTreeMap::new(),
+    }
+}
+
+fn secret_arn(stack: &Stack, secret: &str) -> String {
+    let t = &stack.target;
+    // Secrets Manager appends six random characters to the name in the ARN.
+    format!(
+        "arn:aws:secretsmanager:{}:{}:secret:{}-??????",
+        t.region,
+        t.account_id,
+        t.name(secret)
+    )
+}
+
+fn lambda_role(
+    stack: &Stack,
+    function: &str,
+    data: &Ref<BucketSpec>,
+    log_group: &Ref<LogGroupSpec>,
+) -> RoleSpec {
+    let a = access(function);
+    let mut statements = vec![
+        Statement::allow(["logs:CreateLogStream", "logs:PutLogEvents"])
+            .sid("WriteOwnLogs")
+            .on_ref(log_group, ":*"),
+    ];
+    if !a.reads.is_empty() {
+        let mut read = Statement::allow(["s3:GetObject"]).sid("ReadData");
+        for prefix in a.reads {
+            read = read.on_ref(data, &format!("/{prefix}*"));
+        }
+        statements.push(read);
+        statements.push(
+            Statement::allow(["s3:ListBucket"])
+                .sid("ListData")
+                .on_ref(data, "")
+                .condition(
+                    "StringLike",
+                    "s3:prefix",
+                    a.reads.iter().map(|p| format!("{p}*")).collect::<Vec<_>>(),
+                ),
+        );
+    }
+    if !a.writes.is_empty() {
+        let mut write = Statement::allow(["s3:PutObject"]).sid("WriteData");
+        for prefix in a.writes {
+            write = write.on_ref(data, &format!("/{prefix}*"));
+        }
+        statements.push(write);
+    }
+    for secret in a.secrets {
+        statements.push(
+            Statement::allow(["secretsmanager:GetSecretValue"])
+                .sid(&format!("Read{}", pascal(secret)))
+                .on(secret_arn(stack, secret)),
+        );
+    }
+    if let Some(secret) = a.rotates_secret {
+        statements.push(
+            Statement::allow([
+                "secretsmanager:DescribeSecret",
+                "secretsmanager:GetSecretValue",
+                "secretsmanager:PutSecretValue",
+                "secretsmanager:UpdateSecretVersionStage",
+            ])
+            .sid(&format!("Rotate{}", pascal(secret)))
+            .on(secret_arn(stack, secret)),
+        );
+    }
+    if a.emits_metrics {
+        // PutMetricData supports no resource-level permissions: scope it by namespace.
+        statements.push(
+            Statement::allow(["cloudwatch:PutMetricData"])
+                .sid("EmitMetrics")
+                .on("*")
+                .condition("StringEquals", "cloudwatch:namespace", METRICS_NAMESPACE),
+        );
+    }
+    RoleSpec::for_service(
+        stack.target.name(function),
+        "lambda.amazonaws.com",
+        &format!("Execution role of the {function} Lambda function"),
+    )
+    .inline(function, PolicyDocument::new(statements))
+}
+
+fn crawler_role(stack: &Stack, data: &Ref<BucketSpec>) -> RoleSpec {
+    RoleSpec::for_service(
+        stack.target.name("glue-crawler"),
+        "glue.amazonaws.com",
+        "Glue crawler over the raw LinkedIn data",
+    )
+    .managed("arn:aws:iam::aws:policy/service-role/AWSGlueServiceRole")
+    .inline(
+        "read-raw",
+        PolicyDocument::new(vec![
+            Statement::allow(["s3:GetObject"])
+                .sid("ReadRaw")
+                .on_ref(data, "/raw/*"),
+            Statement::allow(["s3:ListBucket"])
+                .sid("ListRaw")
+                .on_ref(data, "")
+                .condition("StringLike", "s3:prefix", json!(["raw/*"])),
+        ]),
+    )
+}
+
+fn sagemaker_role(stack: &Stack, data: &Ref<BucketSpec>) -> RoleSpec {
+    let t = &stack.target;
+    RoleSpec::for_service(
+        t.name("sagemaker"),
+        "sagemaker.amazonaws.com",
+        "SageMaker training and inference for the creative scorer and bid optimizer",
+    )
+    .inline(
+        "train-and-serve",
+        PolicyDocument::new(vec![
+            Statement::allow(["s3:GetObject"])
+                .sid("ReadTrainingData")
+                .on_ref(data, "/processed/*")
+                .on_ref(data, "/models/*"),
+            Statement::allow(["s3:PutObject"])
+                .sid("WriteModels")
+                .on_ref(data, "/models/*"),
+            Statement::allow(["s3:ListBucket"])
+                .sid("ListData")
+                .on_ref(data, "")
+                .condition(
+                    "StringLike",
+                    "s3:prefix",
+                    json!(["processed/*", "models/*"]),
+                ),
+            Statement::allow([
+                "logs:CreateLogGroup",
+                "logs:CreateLogStream",
+                "logs:PutLogEvents",
+            ])
+            .sid("WriteSageMakerLogs")
+            .on(format!(
+                "arn:aws:logs:{}:{}:log-group:/aws/sagemaker/*",
+                t.region, t.account_id
+            )),
+            Statement::allow(["cloudwatch:PutMetricData"])
+                .sid("EmitMetrics")
+                .on("*")
+                .condition("StringLike", "cloudwatch:namespace", "/aws/sagemaker/*"),
+        ]),
+    )
+}
+
+/// `linkedin-oauth` -> `LinkedinOauth`, for statement ids.
+fn pascal(name: &str) -> String {
+    name.split('-')
+        .map(|part| {
+            let mut chars = part.chars();
+            match chars.next() {
+                Some(first) => first.to_ascii_uppercase().to_string() + chars.as_str(),
+                None => String::new(),
+            }
+        })
+        .collect()
+}
