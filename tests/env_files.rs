@@ -1,1 +1,156 @@
+//! Invalid env files fail before any AWS call (the endpoint here has nothing listening), and
+//! the error names the file, line and field.
 
+use testkit::{envs_copy, infra};
+
+const BIN: &str = env!("CARGO_BIN_EXE_infra");
+
+fn plan_with(edit: impl Fn(&str) -> String) -> testkit::Run {
+    let dir = envs_copy();
+    let path = dir.path().join("local.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(&path, edit(&text)).unwrap();
+    let run = infra(
+        BIN,
+        None,
+        &[
+            "plan",
+            "--env",
+            "local",
+            "--envs-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        !run.stderr.contains("DispatchFailure"),
+        "no AWS call may be attempted: {}",
+        run.all()
+    );
+    run
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines()
+        .position(|l| l.contains(needle))
+        .map(|i| i + 1)
+        .unwrap()
+}
+
+#[test]
+fn unknown_key_names_file_line_and_field() {
+    let original =
+        std::fs::read_to_string(testkit::workspace_root().join("stacks/envs/local.toml")).unwrap();
+    let run = plan_with(|t| {
+        t.replace(
+            "retention_days = 14",
+            "retention_days = 14\nretention_dayz = 7",
+        )
+    });
+    let line = line_of(&original, "retention_days = 14") + 1;
+    assert!(
+        run.stderr.contains(&format!("local.toml:{line}:")),
+        "{}",
+        run.all()
+    );
+    assert!(run.stderr.contains("retention_dayz"), "{}", run.all());
+    assert!(run.stderr.contains("logs"), "{}", run.all());
+}
+
+#[test]
+fn wrong_type_names_file_line_and_field() {
+    let original =
+        std::fs::read_to_string(testkit::workspace_root().join("stacks/envs/local.toml")).unwrap();
+    let run = plan_with(|t| t.replace("daily_spend_usd = 500.0", "daily_spend_usd = \"lots\""));
+    let line = line_of(&original, "daily_spend_usd");
+    assert!(
+        run.stderr.contains(&format!("local.toml:{line}:")),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("thresholds.daily_spend_usd"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn invalid_retention_names_file_line_and_field() {
+    let original =
+        std::fs::read_to_string(testkit::workspace_root().join("stacks/envs/local.toml")).unwrap();
+    let run = plan_with(|t| t.replace("retention_days = 14", "retention_days = 15"));
+    let line = line_of(&original, "retention_days = 14");
+    assert!(
+        run.stderr.contains(&format!("local.toml:{line}:")),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("logs.retention_days") && run.stderr.contains("15 days"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn invalid_bucket_name_names_file_line_and_field() {
+    let original =
+        std::fs::read_to_string(testkit::workspace_root().join("stacks/envs/local.toml")).unwrap();
+    let run = plan_with(|t| {
+        t.replace(
+            "bucket = \"linkedin-ads-infra-state-123456789012\"",
+            "bucket = \"Linkedin_Ads_State\"",
+        )
+    });
+    let line = line_of(&original, "bucket = \"linkedin-ads-infra-state");
+    assert!(
+        run.stderr.contains(&format!("local.toml:{line}:")),
+        "{}",
+        run.all()
+    );
+    assert!(run.stderr.contains("state.bucket"), "{}", run.all());
+}
+
+#[test]
+fn invalid_schedule_names_file_line_and_field() {
+    let original =
+        std::fs::read_to_string(testkit::workspace_root().join("stacks/envs/local.toml")).unwrap();
+    let run = plan_with(|t| {
+        t.replace(
+            "collector = \"rate(6 hours)\"",
+            "collector = \"rate(1 hours)\"",
+        )
+    });
+    let line = line_of(&original, "collector = \"rate(6 hours)\"");
+    assert!(
+        run.stderr.contains(&format!("local.toml:{line}:")),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("schedules.collector") && run.stderr.contains("rate(1 hour)"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn every_problem_is_reported_at_once() {
+    let run = plan_with(|t| {
+        t.replace("retention_days = 14", "retention_days = 15")
+            .replace("min_ctr = 0.004", "min_ctr = 4.0")
+    });
+    assert!(
+        run.stderr.contains("logs.retention_days") && run.stderr.contains("thresholds.min_ctr"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn an_unknown_env_is_named() {
+    let run = infra(BIN, None, &["plan", "--env", "qa"]);
+    assert_eq!(run.code, 1);
+    assert!(run.stderr.contains("qa.toml"), "{}", run.all());
+}

@@ -235,13 +235,13 @@ pub fn diff(
     options: PlanOptions,
 ) -> Result<Plan, PlanError> {
     let target = &stack.target;
-    if let Some(state) = state {
-        if state.stack != target.stack || state.env != target.env {
-            return Err(PlanError::WrongState {
-                stack: state.stack.clone(),
-                env: state.env.clone(),
-            });
-        }
+    if let Some(state) = state
+        && (state.stack != target.stack || state.env != target.env)
+    {
+        return Err(PlanError::WrongState {
+            stack: state.stack.clone(),
+            env: state.env.clone(),
+        });
     }
     let known = |a: &Address| state.is_some_and(|s| s.resources.contains_key(a));
     let mut changes = Vec::new();

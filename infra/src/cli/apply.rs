@@ -26,16 +26,16 @@ pub async fn run(
         Some(path) => Some(read_plan(path)?),
         None => None,
     };
-    if let Some(plan) = &saved {
-        if plan.env != ctx.stack.target.env || plan.stack != ctx.stack.target.stack {
-            bail!(
-                "the saved plan is for {} / {}, not {} / {}",
-                plan.stack,
-                plan.env,
-                ctx.stack.target.stack,
-                ctx.stack.target.env
-            );
-        }
+    if let Some(plan) = &saved
+        && (plan.env != ctx.stack.target.env || plan.stack != ctx.stack.target.stack)
+    {
+        bail!(
+            "the saved plan is for {} / {}, not {} / {}",
+            plan.stack,
+            plan.env,
+            ctx.stack.target.stack,
+            ctx.stack.target.env
+        );
     }
     let run = Run {
         command: format!("infra apply --env {}", args.env.name),
@@ -120,6 +120,7 @@ impl Run {
             .context("preparing the state bucket")?;
         let guard = lock::acquire(
             &ctx.store,
+            &ctx.stack.target.env,
             LockInfo::for_this_process(&self.command),
             self.lock_timeout,
         )

@@ -189,10 +189,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Destroy(args) => apply::destroy(envs_dir, args, &mut used).await,
         Command::State { command } => state::run(envs_dir, command, &mut used).await,
     };
-    if stats {
-        if let Some(ctx) = &used {
-            eprint!("{}", ctx.aws.calls.report());
-        }
+    if stats && let Some(ctx) = &used {
+        eprint!("{}", ctx.aws.calls.report());
     }
     result
 }

@@ -251,16 +251,16 @@ pub fn validate(spec: &BucketSpec) -> Vec<Invalid> {
                 ));
             }
             last_days = t.days;
-            if let Some(exp) = rule.expiration_days {
-                if exp <= t.days {
-                    problems.push(Invalid::new(
-                        &field,
-                        format!(
-                            "expiration after {exp} days comes before the transition at {} days",
-                            t.days
-                        ),
-                    ));
-                }
+            if let Some(exp) = rule.expiration_days
+                && exp <= t.days
+            {
+                problems.push(Invalid::new(
+                    &field,
+                    format!(
+                        "expiration after {exp} days comes before the transition at {} days",
+                        t.days
+                    ),
+                ));
             }
         }
         if rule.expiration_days.is_none()

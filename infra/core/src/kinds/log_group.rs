@@ -76,10 +76,10 @@ pub fn validate(spec: &LogGroupSpec) -> Vec<Invalid> {
             ),
         ));
     }
-    if let Some(days) = spec.retention_days {
-        if let Err(message) = validate_retention(days) {
-            problems.push(Invalid::new("retention_days", message));
-        }
+    if let Some(days) = spec.retention_days
+        && let Err(message) = validate_retention(days)
+    {
+        problems.push(Invalid::new("retention_days", message));
     }
     problems
 }

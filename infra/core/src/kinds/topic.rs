@@ -85,13 +85,13 @@ pub fn validate(spec: &TopicSpec) -> Vec<Invalid> {
             ));
         }
     }
-    if let Some(policy) = &spec.policy {
-        if policy.document.get("Statement").is_none() {
-            problems.push(Invalid::new(
-                "policy",
-                "a policy document needs a Statement",
-            ));
-        }
+    if let Some(policy) = &spec.policy
+        && policy.document.get("Statement").is_none()
+    {
+        problems.push(Invalid::new(
+            "policy",
+            "a policy document needs a Statement",
+        ));
     }
     problems
 }
@@ -240,13 +240,13 @@ async fn list_subscriptions(aws: &Aws, arn: &str) -> Result<BTreeMap<String, Str
             .await
             .map_err(failed("ListSubscriptionsByTopic"))?;
         for s in page.subscriptions() {
-            if s.protocol() == Some("email") {
-                if let Some(endpoint) = s.endpoint() {
-                    out.insert(
-                        endpoint.to_string(),
-                        s.subscription_arn().unwrap_or(PENDING).to_string(),
-                    );
-                }
+            if s.protocol() == Some("email")
+                && let Some(endpoint) = s.endpoint()
+            {
+                out.insert(
+                    endpoint.to_string(),
+                    s.subscription_arn().unwrap_or(PENDING).to_string(),
+                );
             }
         }
         match page.next_token() {
@@ -329,10 +329,10 @@ pub async fn update(
     if desired.display_name != live.display_name {
         set_attribute(aws, arn, "DisplayName", &desired.display_name).await?;
     }
-    if let Some(policy) = &desired.policy {
-        if live.policy.as_ref().map(PolicyDocument::canonical) != Some(policy.canonical()) {
-            set_attribute(aws, arn, "Policy", &policy.to_aws()).await?;
-        }
+    if let Some(policy) = &desired.policy
+        && live.policy.as_ref().map(PolicyDocument::canonical) != Some(policy.canonical())
+    {
+        set_attribute(aws, arn, "Policy", &policy.to_aws()).await?;
     }
     if desired.email_subscriptions != live.email_subscriptions {
         let existing = list_subscriptions(aws, arn).await?;

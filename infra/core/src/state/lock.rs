@@ -79,6 +79,7 @@ fn lock_key(store: &StateStore) -> String {
 /// Takes the lock, waiting up to `timeout` for another holder to release it.
 pub async fn acquire(
     store: &StateStore,
+    env: &str,
     info: LockInfo,
     timeout: Duration,
 ) -> Result<LockGuard, StateError> {
@@ -112,7 +113,7 @@ pub async fn acquire(
                     };
                     return Err(StateError::Locked(format!(
                         "state s3://{}/{} is locked: {holder}. Wait for it (`--lock-timeout`), or if \
-                         that process is gone, run `infra state unlock --env <env> <lock id>`",
+                         that process is gone, release it with `infra state unlock --env {env} <lock id>`",
                         store.location.bucket,
                         lock_key(store),
                     )));

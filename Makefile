@@ -1,0 +1,35 @@
+# Two entry points, both self-contained on a fresh machine:
+#   make demo   apply the whole stack to a local AWS emulator, then show a no-op plan
+#   make test   every test (formatting, lints, unit and end-to-end tests against moto)
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+MOTO := $(VENV)/bin/moto_server
+
+.PHONY: demo test venv bench lint clean-venv
+
+# A Python venv with the pinned moto (the local AWS emulator).
+$(MOTO): requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $(MOTO)
+
+venv: $(MOTO)
+
+demo: venv
+	cargo build --release -p infra
+	scripts/with-moto.sh scripts/demo.sh
+
+lint:
+	cargo fmt --all -- --check
+	cargo clippy --workspace --all-targets -- -D warnings
+
+test: venv lint
+	cargo test --workspace
+
+# Wall time and AWS calls of a no-op plan of the local stack (see README).
+bench: venv
+	cargo run --release -p infra --example noop_plan_bench
+
+clean-venv:
+	rm -rf $(VENV)
