@@ -18,7 +18,7 @@ venv: $(MOTO)
 
 demo: venv
 	cargo build --release -p infra
-	scripts/with-moto.sh scripts/demo.sh
+	infra/scripts/with-moto.sh infra/scripts/demo.sh
 
 lint:
 	cargo fmt --all -- --check

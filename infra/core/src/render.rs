@@ -1,5 +1,5 @@
 //! Rendering plans and drift reports for people (text) and programs (JSON). The JSON shapes
-//! are documented in `docs/plan-json.md` at the workspace root.
+//! are documented in README.md ("Plan JSON").
 
 use std::fmt::Write as _;
 

@@ -3,7 +3,7 @@
 # loopback port, points the AWS SDK at it with dummy credentials, runs "$@", then stops the
 # server it started (also on failure or Ctrl-C).
 set -euo pipefail
-root="$(cd "$(dirname "$0")/.." && pwd)"
+root="$(cd "$(dirname "$0")/../.." && pwd)"
 moto="${MOTO_SERVER:-$root/.venv/bin/moto_server}"
 [ -x "$moto" ] || { echo "error: $moto not found; run \`make venv\`" >&2; exit 1; }
 
