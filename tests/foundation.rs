@@ -768,3 +768,119 @@ fn a_protected_env_refuses_destroy_before_any_aws_call() {
         run.all()
     );
 }
+
+/// S3 clients of another account (moto maps assumed-role credentials to the role's account).
+async fn other_account_s3(moto: &Moto) -> aws_sdk_s3::Client {
+    let cfg = moto.sdk_config().await;
+    let sts = aws_sdk_sts::Client::new(&cfg);
+    let assumed = sts
+        .assume_role()
+        .role_arn("arn:aws:iam::999999999999:role/squatter")
+        .role_session_name("squatter")
+        .send()
+        .await
+        .unwrap();
+    let c = assumed.credentials().unwrap();
+    let credentials = aws_credential_types::Credentials::new(
+        c.access_key_id(),
+        c.secret_access_key(),
+        Some(c.session_token().to_string()),
+        None,
+        "other-account",
+    );
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&cfg)
+            .credentials_provider(credentials)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_failed_apply_records_what_finished_and_a_rerun_converges() {
+    let moto = Moto::start();
+    // Another account holds the data bucket's name: CreateBucket fails at apply time.
+    let squatter = other_account_s3(&moto).await;
+    squatter
+        .create_bucket()
+        .bucket(DATA_BUCKET)
+        .send()
+        .await
+        .unwrap();
+
+    let failed = infra(
+        BIN,
+        Some(&moto),
+        &["apply", "--env", "local", "--auto-approve"],
+    );
+    assert_eq!(failed.code, 1, "{}", failed.all());
+    assert!(
+        failed.stderr.contains("bucket.data") && failed.stderr.contains("BucketAlreadyExists"),
+        "{}",
+        failed.all()
+    );
+    // Roles whose policies name the bucket wait for it, so they were not started.
+    assert!(
+        failed
+            .stderr
+            .contains("role.collector: not started (bucket.data failed)"),
+        "{}",
+        failed.all()
+    );
+
+    // What did finish is in state; what did not is not.
+    let list = infra(BIN, Some(&moto), &["state", "list", "--env", "local"]);
+    let recorded: Vec<&str> = list
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        recorded.contains(&"topic.alerts") && recorded.contains(&"log_group.collector"),
+        "{}",
+        list.all()
+    );
+    assert!(
+        !recorded.contains(&"bucket.data") && !recorded.contains(&"role.collector"),
+        "{}",
+        list.all()
+    );
+    // After the failure nothing new started: the roles wait on their log groups, started later.
+    assert!(
+        !recorded.iter().any(|a| a.starts_with("role.")),
+        "{}",
+        list.all()
+    );
+
+    // The cause removed, a re-run converges.
+    squatter
+        .delete_bucket()
+        .bucket(DATA_BUCKET)
+        .send()
+        .await
+        .unwrap();
+    let rerun = infra(
+        BIN,
+        Some(&moto),
+        &["apply", "--env", "local", "--auto-approve"],
+    );
+    assert_eq!(rerun.code, 0, "{}", rerun.all());
+    assert!(
+        rerun.stdout.contains("Plan: 8 to create, 0 to update"),
+        "only what was missing: {}",
+        rerun.all()
+    );
+    assert_eq!(
+        infra(
+            BIN,
+            Some(&moto),
+            &["plan", "--env", "local", "--detailed-exitcode"]
+        )
+        .code,
+        0
+    );
+    assert_eq!(
+        infra(BIN, Some(&moto), &["drift", "--env", "local"]).code,
+        0
+    );
+}

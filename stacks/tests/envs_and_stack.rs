@@ -20,8 +20,22 @@ fn every_env_file_parses_and_gives_a_valid_stack() {
         let stack = linkedin_ads(&env);
         infra_core::plan::validate(&stack).unwrap_or_else(|e| panic!("{name}: {e}"));
         assert_eq!(stack.target.env, name);
-        let count = |kind: Kind| stack.resources.iter().filter(|r| r.address.kind == kind).count();
-        assert_eq!((count(Kind::Bucket), count(Kind::Topic), count(Kind::Role), count(Kind::LogGroup)), (1, 1, 7, 5));
+        let count = |kind: Kind| {
+            stack
+                .resources
+                .iter()
+                .filter(|r| r.address.kind == kind)
+                .count()
+        };
+        assert_eq!(
+            (
+                count(Kind::Bucket),
+                count(Kind::Topic),
+                count(Kind::Role),
+                count(Kind::LogGroup)
+            ),
+            (1, 1, 7, 5)
+        );
     }
 }
 
@@ -30,7 +44,11 @@ fn only_prod_is_protected_and_its_data_bucket_too() {
     for name in ENVS {
         let env = env(name);
         let stack = linkedin_ads(&env);
-        let bucket = stack.resources.iter().find(|r| r.address.kind == Kind::Bucket).unwrap();
+        let bucket = stack
+            .resources
+            .iter()
+            .find(|r| r.address.kind == Kind::Bucket)
+            .unwrap();
         assert_eq!(env.protected, name == "prod", "{name}");
         assert_eq!(bucket.protected, name == "prod", "{name}");
     }
@@ -40,9 +58,18 @@ fn only_prod_is_protected_and_its_data_bucket_too() {
 fn physical_names_carry_project_and_env() {
     let stack = linkedin_ads(&env("dev"));
     for r in &stack.resources {
-        assert!(r.physical_id.contains("linkedin-ads-dev-"), "{}: {}", r.address, r.physical_id);
+        assert!(
+            r.physical_id.contains("linkedin-ads-dev-"),
+            "{}: {}",
+            r.address,
+            r.physical_id
+        );
     }
-    let bucket = stack.resources.iter().find(|r| r.address.kind == Kind::Bucket).unwrap();
+    let bucket = stack
+        .resources
+        .iter()
+        .find(|r| r.address.kind == Kind::Bucket)
+        .unwrap();
     assert_eq!(bucket.physical_id, "linkedin-ads-dev-data-111111111111");
 }
 
@@ -53,12 +80,30 @@ fn role_policies_are_least_privilege() {
         let Spec::Role(role) = &r.spec else { continue };
         for policy in role.inline_policies.values() {
             for s in policy.canonical()["Statement"].as_array().unwrap() {
-                let actions: Vec<&str> = s["Action"].as_array().unwrap().iter().map(|a| a.as_str().unwrap()).collect();
-                assert!(actions.iter().all(|a| !a.contains('*')), "{}: wildcard action in {s}", r.address);
+                let actions: Vec<&str> = s["Action"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|a| a.as_str().unwrap())
+                    .collect();
+                assert!(
+                    actions.iter().all(|a| !a.contains('*')),
+                    "{}: wildcard action in {s}",
+                    r.address
+                );
                 let resources: Vec<&Value> = s["Resource"].as_array().unwrap().iter().collect();
                 if resources.iter().any(|v| *v == "*") {
-                    assert_eq!(actions, ["cloudwatch:PutMetricData"], "{}: `*` resource only where AWS requires it", r.address);
-                    assert!(s.get("Condition").is_some(), "{}: PutMetricData scoped by namespace", r.address);
+                    assert_eq!(
+                        actions,
+                        ["cloudwatch:PutMetricData"],
+                        "{}: `*` resource only where AWS requires it",
+                        r.address
+                    );
+                    assert!(
+                        s.get("Condition").is_some(),
+                        "{}: PutMetricData scoped by namespace",
+                        r.address
+                    );
                 }
             }
         }
@@ -69,8 +114,14 @@ fn role_policies_are_least_privilege() {
 fn each_function_role_reaches_only_its_own_prefixes_and_secret() {
     let stack = linkedin_ads(&env("local"));
     let policy_of = |name: &str| {
-        let r = stack.resources.iter().find(|r| r.address.to_string() == format!("role.{name}")).unwrap();
-        let Spec::Role(role) = &r.spec else { unreachable!() };
+        let r = stack
+            .resources
+            .iter()
+            .find(|r| r.address.to_string() == format!("role.{name}"))
+            .unwrap();
+        let Spec::Role(role) = &r.spec else {
+            unreachable!()
+        };
         role.inline_policies[name].canonical().to_string()
     };
     let collector = policy_of("collector");
@@ -79,13 +130,19 @@ fn each_function_role_reaches_only_its_own_prefixes_and_secret() {
     let copy = policy_of("copy-generator");
     assert!(copy.contains("anthropic-api-key") && !copy.contains("linkedin-oauth"));
     let rotation = policy_of("token-rotation");
-    assert!(rotation.contains("secretsmanager:UpdateSecretVersionStage") && !rotation.contains("s3:"));
+    assert!(
+        rotation.contains("secretsmanager:UpdateSecretVersionStage") && !rotation.contains("s3:")
+    );
 }
 
 #[test]
 fn roles_depend_on_the_resources_their_policies_name() {
     let stack = linkedin_ads(&env("local"));
-    let role = stack.resources.iter().find(|r| r.address.to_string() == "role.collector").unwrap();
+    let role = stack
+        .resources
+        .iter()
+        .find(|r| r.address.to_string() == "role.collector")
+        .unwrap();
     let deps: Vec<String> = role.depends_on.iter().map(ToString::to_string).collect();
     assert_eq!(deps, ["bucket.data", "log_group.collector"]);
 }

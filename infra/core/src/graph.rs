@@ -48,16 +48,6 @@ impl Graph {
         Ok(graph)
     }
 
-    /// From recorded edges (e.g. state), ignoring edges to unknown nodes.
-    pub fn from_edges(edges: BTreeMap<Address, BTreeSet<Address>>) -> Graph {
-        let known: BTreeSet<Address> = edges.keys().cloned().collect();
-        let depends_on = edges
-            .into_iter()
-            .map(|(a, deps)| (a, deps.intersection(&known).cloned().collect()))
-            .collect();
-        Graph { depends_on }
-    }
-
     fn check_acyclic(&self) -> Result<(), GraphError> {
         #[derive(Clone, Copy, PartialEq)]
         enum Mark {
@@ -126,17 +116,6 @@ impl Graph {
             visit(self, node, &mut done, &mut order);
         }
         order
-    }
-
-    /// address -> what depends on it.
-    pub fn dependents(&self) -> BTreeMap<Address, BTreeSet<Address>> {
-        let mut out: BTreeMap<Address, BTreeSet<Address>> = BTreeMap::new();
-        for (from, deps) in &self.depends_on {
-            for to in deps {
-                out.entry(to.clone()).or_default().insert(from.clone());
-            }
-        }
-        out
     }
 }
 

@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use infra_core::kinds::LiveMap;
 use infra_core::model::{
-    Address, Kind, LogGroupSpec, PolicyDocument, RoleSpec, Spec, Stack, StateLocation, Statement, Target,
+    Address, Kind, LogGroupSpec, PolicyDocument, RoleSpec, Spec, Stack, StateLocation, Statement,
+    Target,
 };
 use infra_core::plan::{self, Action, PlanError, PlanOptions};
 use infra_core::render;
@@ -52,7 +53,11 @@ fn stack() -> Stack {
 
 /// Live state equal to the stack, as if applied.
 fn live_of(stack: &Stack) -> LiveMap {
-    stack.resources.iter().map(|r| (r.address.clone(), Some(r.spec.clone()))).collect()
+    stack
+        .resources
+        .iter()
+        .map(|r| (r.address.clone(), Some(r.spec.clone())))
+        .collect()
 }
 
 fn state_of(stack: &Stack) -> StateDoc {
@@ -137,7 +142,11 @@ fn a_policy_change_shows_as_a_unified_diff() {
     );
     role.tags.remove("infra:env");
     let plan = diff(&stack, Some(&state_of(&stack)), &live).unwrap();
-    let change = plan.changes.iter().find(|c| c.address.kind == Kind::Role).unwrap();
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.address.kind == Kind::Role)
+        .unwrap();
     assert_eq!(change.action, Action::Update);
     let fields: Vec<&str> = change.fields.iter().map(|f| f.field.as_str()).collect();
     assert_eq!(fields, ["inline_policies.worker", "tags.infra:env"]);
@@ -150,9 +159,18 @@ fn a_path_change_replaces_the_role() {
     let mut live = live_of(&stack);
     role_mut(&mut live).path = "/legacy/".into();
     let plan = diff(&stack, Some(&state_of(&stack)), &live).unwrap();
-    let change = plan.changes.iter().find(|c| c.address.kind == Kind::Role).unwrap();
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.address.kind == Kind::Role)
+        .unwrap();
     assert_eq!(change.action, Action::Replace);
-    assert!(change.fields.iter().any(|f| f.field == "path" && f.forces_replacement));
+    assert!(
+        change
+            .fields
+            .iter()
+            .any(|f| f.field == "path" && f.forces_replacement)
+    );
     insta::assert_snapshot!("replace", text(&plan));
 }
 
@@ -164,7 +182,11 @@ fn a_resource_removed_from_the_stack_is_deleted() {
     let mut smaller = full.clone();
     smaller.resources.retain(|r| r.address.kind != Kind::Role);
     let plan = diff(&smaller, Some(&state), &live).unwrap();
-    let change = plan.changes.iter().find(|c| c.address.kind == Kind::Role).unwrap();
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.address.kind == Kind::Role)
+        .unwrap();
     assert_eq!(change.action, Action::Delete);
     insta::assert_snapshot!("delete", text(&plan));
 }
@@ -199,19 +221,30 @@ fn a_live_resource_unknown_to_state_is_adopted_only_when_ours() {
     let live = live_of(&stack);
     // Tags say it is ours (an interrupted apply): adopt.
     let plan = diff(&stack, None, &live).unwrap();
-    assert!(plan.changes.iter().all(|c| c.adopt && c.action == Action::NoOp));
+    assert!(
+        plan.changes
+            .iter()
+            .all(|c| c.adopt && c.action == Action::NoOp)
+    );
     assert!(plan.has_changes(), "adoption writes state");
 
     // Not ours: refuse, naming it.
     let mut foreign = live.clone();
     role_mut(&mut foreign).tags.clear();
     let err = diff(&stack, None, &foreign).unwrap_err();
-    assert!(err.to_string().contains("role.worker (demo-test-worker)"), "{err}");
+    assert!(
+        err.to_string().contains("role.worker (demo-test-worker)"),
+        "{err}"
+    );
 
     // Unless the journal says an interrupted apply meant to create it.
     let journaled = BTreeSet::from([Address::new(Kind::Role, "worker")]);
     let plan = plan::diff(&stack, None, &foreign, &journaled, PlanOptions::default()).unwrap();
-    let role = plan.changes.iter().find(|c| c.address.kind == Kind::Role).unwrap();
+    let role = plan
+        .changes
+        .iter()
+        .find(|c| c.address.kind == Kind::Role)
+        .unwrap();
     assert!(role.adopt && role.action == Action::Update);
 }
 
@@ -221,7 +254,11 @@ fn deleted_out_of_band_is_recreated_with_a_note() {
     let mut live = live_of(&stack);
     live.insert(Address::new(Kind::LogGroup, "worker"), None);
     let plan = diff(&stack, Some(&state_of(&stack)), &live).unwrap();
-    let change = plan.changes.iter().find(|c| c.address.kind == Kind::LogGroup).unwrap();
+    let change = plan
+        .changes
+        .iter()
+        .find(|c| c.address.kind == Kind::LogGroup)
+        .unwrap();
     assert_eq!(change.action, Action::Create);
     assert!(change.notes[0].contains("deleted out of band"));
 }
@@ -233,7 +270,11 @@ fn invalid_resources_are_reported_before_any_call() {
         g.retention_days = Some(15);
     }
     let err = plan::validate(&stack).unwrap_err();
-    assert!(err.to_string().contains("log_group.worker: retention_days: 15 days"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("log_group.worker: retention_days: 15 days"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -247,5 +288,9 @@ fn json_plan_has_the_documented_keys() {
         assert_eq!(json["summary"][key], 0);
     }
     let change = &json["changes"][0];
-    assert!(change["address"].is_string() && change["action"] == "create" && change["fields"].is_array());
+    assert!(
+        change["address"].is_string()
+            && change["action"] == "create"
+            && change["fields"].is_array()
+    );
 }

@@ -39,11 +39,6 @@ impl Kind {
             Kind::LogGroup => "log_group",
         }
     }
-
-    /// Whether live resources of this kind carry tags (and so can be found as orphans).
-    pub fn taggable(self) -> bool {
-        true
-    }
 }
 
 impl fmt::Display for Kind {

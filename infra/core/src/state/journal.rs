@@ -4,7 +4,7 @@
 //! checkpoints (deletes) its entries once state holds every outcome; a run that was killed
 //! leaves them, and the next plan uses its unmatched intents to adopt what it created.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -185,21 +185,28 @@ impl Journal {
         Ok(entries)
     }
 
-    /// Addresses whose create was intended but whose outcome was never recorded: the
-    /// resource may exist without being in state.
+    /// Addresses whose create was intended but did not succeed (no outcome: the process
+    /// died; a failed outcome: it may have stopped half way). Such a resource may exist
+    /// without being in state, and without its tags yet.
     pub fn unfinished_creates(entries: &[(String, JournalEntry)]) -> BTreeSet<Address> {
-        let mut open: BTreeMap<(String, Address), ()> = BTreeMap::new();
+        let mut open: BTreeSet<(String, Address)> = BTreeSet::new();
         for (_, entry) in entries {
             match entry {
                 JournalEntry::Intent { run, address, .. } => {
-                    open.insert((run.clone(), address.clone()), ());
+                    open.insert((run.clone(), address.clone()));
                 }
-                JournalEntry::Outcome { run, address, .. } => {
+                JournalEntry::Outcome {
+                    run,
+                    address,
+                    ok: true,
+                    ..
+                } => {
                     open.remove(&(run.clone(), address.clone()));
                 }
+                JournalEntry::Outcome { .. } => {}
             }
         }
-        open.into_keys().map(|(_, a)| a).collect()
+        open.into_iter().map(|(_, a)| a).collect()
     }
 
     /// Deletes the given journal objects (after state holds their outcomes).
@@ -230,5 +237,62 @@ impl Journal {
                 .map_err(failed("DeleteObjects"))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Kind;
+
+    fn at() -> DateTime<Utc> {
+        DateTime::<Utc>::from_timestamp(0, 0).unwrap_or_default()
+    }
+
+    fn intent(run: &str, name: &str) -> (String, JournalEntry) {
+        let address = Address::new(Kind::Role, name);
+        (
+            String::new(),
+            JournalEntry::Intent {
+                run: run.into(),
+                seq: 0,
+                at: at(),
+                address,
+                operation: "create".into(),
+                physical_id: name.into(),
+            },
+        )
+    }
+
+    fn outcome(run: &str, name: &str, ok: bool) -> (String, JournalEntry) {
+        let address = Address::new(Kind::Role, name);
+        (
+            String::new(),
+            JournalEntry::Outcome {
+                run: run.into(),
+                seq: 1,
+                at: at(),
+                address,
+                operation: "create".into(),
+                ok,
+                error: None,
+            },
+        )
+    }
+
+    #[test]
+    fn only_successful_outcomes_close_an_intent() {
+        let entries = vec![
+            intent("r1", "done"),
+            outcome("r1", "done", true),
+            intent("r1", "killed"),
+            intent("r1", "failed"),
+            outcome("r1", "failed", false),
+        ];
+        let open: Vec<String> = Journal::unfinished_creates(&entries)
+            .iter()
+            .map(|a| a.name.clone())
+            .collect();
+        assert_eq!(open, ["failed", "killed"]);
     }
 }
