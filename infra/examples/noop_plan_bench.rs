@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use infra::cli::{Cli, Context};
+use infra::cli::{Cli, Context, Packaging, Paths};
 use infra_core::plan::PlanOptions;
 
 fn main() -> anyhow::Result<()> {
@@ -41,7 +41,11 @@ fn main() -> anyhow::Result<()> {
         anyhow::ensure!(code == 0, "apply failed");
         let apply_time = t0.elapsed();
 
-        let ctx = Context::load(Some(envs.clone().into()), "local").await?;
+        let paths = Paths {
+            envs_dir: Some(envs.clone().into()),
+            workspace: None,
+        };
+        let ctx = Context::load(&paths, "local", Packaging::Build).await?;
         let mut times = Vec::with_capacity(runs);
         let mut calls = 0;
         let mut resources = 0;

@@ -1,1 +1,35 @@
+//! Shared pieces of the pipeline's Lambda handlers: the events they are triggered by, and
+//! start-up (structured logs, the Lambda runtime loop). Each handler is its own binary under
+//! `src/bin/`, packaged by the engine as the `bootstrap` of its own zip.
 
+pub mod events;
+
+use std::future::Future;
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+/// Starts JSON logs (CloudWatch parses them) at `RUST_LOG` or info.
+pub fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let _ = tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .without_time() // CloudWatch timestamps every line.
+        .try_init();
+}
+
+/// Runs `handler` in the Lambda runtime loop.
+pub async fn serve<E, R, F, Fut>(handler: F) -> Result<(), Error>
+where
+    E: DeserializeOwned + Send + 'static,
+    R: Serialize + Send + 'static,
+    F: Fn(LambdaEvent<E>) -> Fut + Send + Sync + 'static,
+    Fut: Future<Output = Result<R, Error>> + Send + 'static,
+{
+    init_tracing();
+    lambda_runtime::run(service_fn(handler)).await
+}

@@ -34,6 +34,77 @@ pub struct Env {
     pub data: DataConfig,
     pub thresholds: Thresholds,
     pub schedules: Schedules,
+    pub functions: Functions,
+    pub linkedin: LinkedIn,
+    pub anthropic: Anthropic,
+    pub optimizer: Optimizer,
+}
+
+/// Size and limits of each Lambda function.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Functions {
+    pub collector: FunctionConfig,
+    pub processor: FunctionConfig,
+    pub optimizer: FunctionConfig,
+    pub copy_generator: FunctionConfig,
+    pub token_rotation: FunctionConfig,
+}
+
+impl Functions {
+    /// The configuration of the function named `name` (`copy-generator` style).
+    pub fn get(&self, name: &str) -> Option<&FunctionConfig> {
+        match name {
+            "collector" => Some(&self.collector),
+            "processor" => Some(&self.processor),
+            "optimizer" => Some(&self.optimizer),
+            "copy-generator" => Some(&self.copy_generator),
+            "token-rotation" => Some(&self.token_rotation),
+            _ => None,
+        }
+    }
+
+    fn all(&self) -> [(&'static str, &FunctionConfig); 5] {
+        [
+            ("collector", &self.collector),
+            ("processor", &self.processor),
+            ("optimizer", &self.optimizer),
+            ("copy_generator", &self.copy_generator),
+            ("token_rotation", &self.token_rotation),
+        ]
+    }
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FunctionConfig {
+    pub memory_mb: Spanned<i32>,
+    pub timeout_seconds: Spanned<i32>,
+    #[serde(default)]
+    pub reserved_concurrency: Option<Spanned<i32>>,
+}
+
+/// What the collector and optimizer need to reach the LinkedIn Marketing API.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkedIn {
+    /// `YYYYMM`, sent as `LinkedIn-Version`.
+    pub api_version: Spanned<String>,
+    pub ad_accounts: Vec<Spanned<String>>,
+    pub lookback_days: Spanned<i32>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Anthropic {
+    pub model: Spanned<String>,
+}
+
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Optimizer {
+    /// Decide and log, but change nothing on LinkedIn.
+    pub dry_run: bool,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -419,6 +490,77 @@ impl Env {
             if let Err(message) = infra_core::schedule::validate(value.get_ref()) {
                 problem(value.span(), field, message);
             }
+        }
+        for (name, f) in self.functions.all() {
+            let memory = *f.memory_mb.get_ref();
+            if !(128..=10240).contains(&memory) {
+                problem(
+                    f.memory_mb.span(),
+                    &format!("functions.{name}.memory_mb"),
+                    format!("{memory} MB; Lambda allows 128 to 10240"),
+                );
+            }
+            let timeout = *f.timeout_seconds.get_ref();
+            if !(1..=900).contains(&timeout) {
+                problem(
+                    f.timeout_seconds.span(),
+                    &format!("functions.{name}.timeout_seconds"),
+                    format!("{timeout} s; Lambda allows 1 to 900"),
+                );
+            }
+            if let Some(n) = &f.reserved_concurrency
+                && *n.get_ref() < 0
+            {
+                problem(
+                    n.span(),
+                    &format!("functions.{name}.reserved_concurrency"),
+                    "not negative".into(),
+                );
+            }
+        }
+        let version = self.linkedin.api_version.get_ref();
+        let month_ok = version.len() == 6
+            && version.chars().all(|c| c.is_ascii_digit())
+            && matches!(version[4..].parse::<u32>(), Ok(1..=12));
+        if !month_ok {
+            problem(
+                self.linkedin.api_version.span(),
+                "linkedin.api_version",
+                format!("`{version}`: a LinkedIn API version is YYYYMM"),
+            );
+        }
+        if self.linkedin.ad_accounts.is_empty() {
+            problem(
+                0..0,
+                "linkedin.ad_accounts",
+                "at least one ad account id".into(),
+            );
+        }
+        for (i, account) in self.linkedin.ad_accounts.iter().enumerate() {
+            if account.get_ref().is_empty()
+                || !account.get_ref().chars().all(|c| c.is_ascii_digit())
+            {
+                problem(
+                    account.span(),
+                    &format!("linkedin.ad_accounts[{i}]"),
+                    format!("`{}`: an ad account id is digits", account.get_ref()),
+                );
+            }
+        }
+        let lookback = *self.linkedin.lookback_days.get_ref();
+        if !(1..=90).contains(&lookback) {
+            problem(
+                self.linkedin.lookback_days.span(),
+                "linkedin.lookback_days",
+                format!("{lookback}: 1 to 90 days"),
+            );
+        }
+        if self.anthropic.model.get_ref().trim().is_empty() {
+            problem(
+                self.anthropic.model.span(),
+                "anthropic.model",
+                "a model id, e.g. claude-sonnet-4-5".into(),
+            );
         }
         problems
     }

@@ -4,9 +4,11 @@
 use std::collections::BTreeMap;
 
 use infra_core::model::{
-    BucketSpec, Encryption, LifecycleRule, LogGroupSpec, PolicyDocument, PublicAccessBlock, Ref,
-    RoleSpec, Stack, Statement, TopicSpec,
+    BucketSpec, Encryption, FunctionUrlSpec, LambdaSpec, LifecycleRule, LogGroupSpec,
+    PermissionSpec, PolicyDocument, PublicAccessBlock, Ref, RoleSpec, RuleSpec, Stack, Statement,
+    TopicSpec,
 };
+use infra_core::package::{Artifact, Artifacts};
 use serde_json::json;
 
 use crate::env::Env;
@@ -74,8 +76,9 @@ fn access(function: &str) -> Access {
     }
 }
 
-/// Builds the stack for `env`.
-pub fn linkedin_ads(env: &Env) -> Stack {
+/// Builds the stack for `env`, with the handlers' packages from `artifacts` (by handler
+/// name; a missing one fails validation, naming the function).
+pub fn linkedin_ads(env: &Env, artifacts: &Artifacts) -> Stack {
     let target = env.target(STACK_NAME);
     let mut stack = Stack::new(target.clone());
 
@@ -134,12 +137,167 @@ pub fn linkedin_ads(env: &Env) -> Stack {
             },
         );
         let role = lambda_role(&stack, function, &data, &log_group);
-        stack.add(function, role);
+        let role = stack.add(function, role);
+        let artifact = artifacts
+            .get(function)
+            .cloned()
+            .unwrap_or_else(|| Artifact {
+                handler: function.to_string(),
+                zip: Default::default(),
+                code_sha256: String::new(),
+                size: 0,
+                inputs: String::new(),
+            });
+        let lambda = stack.add(
+            function,
+            lambda_function(env, &stack, function, &role, &artifact, &data),
+        );
+        // The function logs to a group with the stack's retention, never one Lambda creates.
+        stack.depend(&lambda, &log_group);
+        match function {
+            "collector" => {
+                stack.add(function, FunctionUrlSpec::aws_iam(&lambda));
+                schedule(
+                    &mut stack,
+                    env,
+                    function,
+                    env.schedules.collector.get_ref(),
+                    &lambda,
+                );
+            }
+            "processor" => schedule(
+                &mut stack,
+                env,
+                function,
+                env.schedules.processor.get_ref(),
+                &lambda,
+            ),
+            "optimizer" => schedule(
+                &mut stack,
+                env,
+                function,
+                env.schedules.optimizer.get_ref(),
+                &lambda,
+            ),
+            "copy-generator" => schedule(
+                &mut stack,
+                env,
+                function,
+                env.schedules.copy_generator.get_ref(),
+                &lambda,
+            ),
+            _ => {
+                // Secrets Manager invokes the rotation function, for this account's secrets only.
+                stack.add(
+                    "token-rotation-secrets-manager",
+                    PermissionSpec::invoke_for_account(
+                        &lambda,
+                        "secrets-manager-rotation",
+                        "secretsmanager.amazonaws.com",
+                        &target.account_id,
+                    ),
+                );
+            }
+        }
     }
 
     stack.add("glue-crawler", crawler_role(&stack, &data));
     stack.add("sagemaker", sagemaker_role(&stack, &data));
     stack
+}
+
+/// A schedule rule for `function` and the permission for EventBridge to invoke it from that
+/// rule only. The event's detail names the job.
+fn schedule(
+    stack: &mut Stack,
+    env: &Env,
+    function: &str,
+    expression: &str,
+    lambda: &Ref<LambdaSpec>,
+) {
+    let mut detail = json!({ "job": function, "env": env.name() });
+    if function == "collector" {
+        detail["lookback_days"] = json!(*env.linkedin.lookback_days.get_ref());
+    }
+    let rule = stack.add(
+        function,
+        RuleSpec::schedule(
+            stack.target.name(function),
+            expression,
+            env.schedules.enabled,
+            &format!("Runs the {function} Lambda function"),
+        )
+        .target(function, lambda, Some(detail)),
+    );
+    stack.add(
+        &format!("{function}-schedule"),
+        PermissionSpec::invoke_from(
+            lambda,
+            "eventbridge-schedule",
+            "events.amazonaws.com",
+            &rule,
+        ),
+    );
+}
+
+fn lambda_function(
+    env: &Env,
+    stack: &Stack,
+    function: &str,
+    role: &Ref<RoleSpec>,
+    artifact: &Artifact,
+    data: &Ref<BucketSpec>,
+) -> LambdaSpec {
+    let t = &stack.target;
+    let mut spec = LambdaSpec::rust(t.name(function), role, artifact);
+    spec.description = format!("LinkedIn Ads {function} ({})", env.name());
+    if let Some(config) = env.functions.get(function) {
+        spec.memory_mb = *config.memory_mb.get_ref();
+        spec.timeout_seconds = *config.timeout_seconds.get_ref();
+        spec.reserved_concurrency = config.reserved_concurrency.as_ref().map(|n| *n.get_ref());
+    }
+    let mut vars: BTreeMap<&str, String> = BTreeMap::from([
+        ("DATA_BUCKET", data.name.clone()),
+        ("METRICS_NAMESPACE", METRICS_NAMESPACE.to_string()),
+        ("RUST_LOG", "info".to_string()),
+    ]);
+    let linkedin = |vars: &mut BTreeMap<&str, String>| {
+        vars.insert("LINKEDIN_SECRET_ID", t.name("linkedin-oauth"));
+        vars.insert(
+            "LINKEDIN_VERSION",
+            env.linkedin.api_version.get_ref().clone(),
+        );
+        let accounts: Vec<&str> = env
+            .linkedin
+            .ad_accounts
+            .iter()
+            .map(|a| a.get_ref().as_str())
+            .collect();
+        vars.insert("LINKEDIN_AD_ACCOUNTS", accounts.join(","));
+    };
+    match function {
+        "collector" => {
+            linkedin(&mut vars);
+            vars.insert(
+                "LOOKBACK_DAYS",
+                env.linkedin.lookback_days.get_ref().to_string(),
+            );
+        }
+        "optimizer" => {
+            linkedin(&mut vars);
+            vars.insert("OPTIMIZER_DRY_RUN", env.optimizer.dry_run.to_string());
+        }
+        "copy-generator" => {
+            vars.insert("ANTHROPIC_SECRET_ID", t.name("anthropic-api-key"));
+            vars.insert("ANTHROPIC_MODEL", env.anthropic.model.get_ref().clone());
+        }
+        "token-rotation" => {
+            vars.insert("LINKEDIN_SECRET_ID", t.name("linkedin-oauth"));
+        }
+        _ => {}
+    }
+    spec.environment = vars.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    spec
 }
 
 fn data_bucket(env: &Env) -> BucketSpec {

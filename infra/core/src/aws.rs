@@ -88,6 +88,8 @@ pub struct Aws {
     pub iam: aws_sdk_iam::Client,
     pub sns: aws_sdk_sns::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    pub events: aws_sdk_eventbridge::Client,
     pub calls: CallCounter,
     pub region: String,
 }
@@ -137,11 +139,23 @@ impl Aws {
                 .interceptor(calls.clone())
                 .build(),
         );
+        let lambda = aws_sdk_lambda::Client::from_conf(
+            aws_sdk_lambda::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let events = aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
         Aws {
             s3,
             iam,
             sns,
             logs,
+            lambda,
+            events,
             calls,
             region: region.to_string(),
         }

@@ -7,6 +7,7 @@ pub mod drift;
 pub mod graph;
 pub mod kinds;
 pub mod model;
+pub mod package;
 pub mod plan;
 pub mod render;
 pub mod schedule;

@@ -383,9 +383,12 @@ pub fn diff(
     })
 }
 
-/// A live resource carrying this stack's ownership tags for `address`.
+/// A live resource carrying this stack's ownership tags for `address`. Kinds AWS does not
+/// tag (a permission, a Function URL) live inside a function this stack owns, by name.
 fn owned_by(target: &Target, address: &Address, live: &Spec) -> bool {
-    let tags = live.tags();
+    let Some(tags) = live.tags() else {
+        return true;
+    };
     tags.get(TAG_ADDRESS) == Some(&address.to_string())
         && tags.get(TAG_ENV) == Some(&target.env)
         && tags.get(TAG_STACK) == Some(&target.stack)

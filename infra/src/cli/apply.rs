@@ -2,7 +2,6 @@
 //! apply, record, unlock.
 
 use std::io::{BufRead, IsTerminal, Write};
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,14 +13,10 @@ use infra_core::render;
 use infra_core::state::{Journal, LockInfo, StateDoc, Stored, lock};
 use tokio::sync::Mutex;
 
-use super::{ApplyArgs, Context, DestroyArgs};
+use super::{ApplyArgs, Context, DestroyArgs, Packaging, Paths};
 
-pub async fn run(
-    envs_dir: Option<PathBuf>,
-    args: ApplyArgs,
-    used: &mut Option<Context>,
-) -> anyhow::Result<u8> {
-    let ctx = used.insert(Context::load(envs_dir, &args.env.name).await?);
+pub async fn run(paths: &Paths, args: ApplyArgs, used: &mut Option<Context>) -> anyhow::Result<u8> {
+    let ctx = used.insert(Context::load(paths, &args.env.name, Packaging::Build).await?);
     let saved = match &args.plan_file {
         Some(path) => Some(read_plan(path)?),
         None => None,
@@ -54,11 +49,11 @@ pub async fn run(
 }
 
 pub async fn destroy(
-    envs_dir: Option<PathBuf>,
+    paths: &Paths,
     args: DestroyArgs,
     used: &mut Option<Context>,
 ) -> anyhow::Result<u8> {
-    let ctx = used.insert(Context::load(envs_dir, &args.env.name).await?);
+    let ctx = used.insert(Context::load(paths, &args.env.name, Packaging::Skip).await?);
     if ctx.stack.target.protected && !args.allow_protected {
         bail!(
             "env `{}` is protected (`protected = true` in its env file); destroy refuses it \
@@ -84,7 +79,7 @@ pub async fn destroy(
     run.execute(ctx, None).await
 }
 
-fn read_plan(path: &PathBuf) -> anyhow::Result<Plan> {
+fn read_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
     let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read the plan file {}", path.display()))?;
     let plan = Plan::parse(&bytes).with_context(|| {

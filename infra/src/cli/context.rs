@@ -7,9 +7,26 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow};
 use infra_core::aws::Aws;
 use infra_core::model::{Address, Stack};
+use infra_core::package::{Artifact, Artifacts, Packager};
 use infra_core::plan::{self, Plan, PlanOptions};
 use infra_core::state::{Journal, StateStore, Stored};
 use stacks::Env;
+use stacks::linkedin_ads::FUNCTIONS;
+
+/// Whether a command needs the Lambda packages (plan, apply, drift) or only the stack's
+/// identity (destroy, state).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Packaging {
+    Build,
+    Skip,
+}
+
+/// Where the workspace and its env files are, from the command line.
+#[derive(Clone, Debug, Default)]
+pub struct Paths {
+    pub envs_dir: Option<PathBuf>,
+    pub workspace: Option<PathBuf>,
+}
 
 pub struct Context {
     pub env: Env,
@@ -19,15 +36,32 @@ pub struct Context {
 }
 
 impl Context {
-    /// Loads and checks env `name` and its stack; no AWS call is made before both are valid.
-    pub async fn load(envs_dir: Option<PathBuf>, name: &str) -> anyhow::Result<Context> {
-        let dir = match envs_dir {
-            Some(dir) => dir,
+    /// Loads and checks env `name`, packages the Lambda handlers (only those whose sources
+    /// changed are rebuilt) and builds the stack; no AWS call is made before all are valid.
+    pub async fn load(paths: &Paths, name: &str, packaging: Packaging) -> anyhow::Result<Context> {
+        let dir = match &paths.envs_dir {
+            Some(dir) => dir.clone(),
             None => find_envs_dir()?,
         };
         let env =
             Env::load_named(&dir, name).map_err(|e| anyhow!("invalid environment file:\n{e}"))?;
-        let stack = stacks::linkedin_ads(&env);
+        let artifacts = match packaging {
+            Packaging::Build => {
+                let workspace = find_workspace(paths.workspace.as_deref(), &dir)?;
+                let packager = Packager::new(&workspace);
+                let announce = |handlers: &[&str]| {
+                    eprintln!(
+                        "Packaging Lambda handlers ({}): cargo zigbuild --release --target {} ...",
+                        handlers.join(", "),
+                        infra_core::package::LAMBDA_TARGET
+                    );
+                };
+                tokio::task::block_in_place(|| packager.package(&FUNCTIONS, &announce))
+                    .context("packaging the Lambda handlers")?
+            }
+            Packaging::Skip => unpackaged(),
+        };
+        let stack = stacks::linkedin_ads(&env, &artifacts);
         plan::validate(&stack).with_context(|| format!("stack for env `{name}`"))?;
         let aws = Aws::connect(&stack.target.region).await;
         let store = StateStore::new(aws.clone(), stack.target.state.clone());
@@ -61,6 +95,50 @@ impl Context {
         let entries = Journal::read_entries(&self.store, &keys).await?;
         Ok(Journal::unfinished_creates(&entries))
     }
+}
+
+/// Stand-ins for commands that never create or update a function (destroy, state).
+fn unpackaged() -> Artifacts {
+    FUNCTIONS
+        .iter()
+        .map(|f| {
+            let artifact = Artifact {
+                handler: f.to_string(),
+                zip: PathBuf::new(),
+                code_sha256: "not-packaged".into(),
+                size: 0,
+                inputs: String::new(),
+            };
+            (f.to_string(), artifact)
+        })
+        .collect()
+}
+
+/// The workspace holding `runtime/`: `--workspace`, else the one the env folder is in
+/// (`<workspace>/stacks/envs`), else the nearest parent of the current directory.
+fn find_workspace(given: Option<&Path>, envs_dir: &Path) -> anyhow::Result<PathBuf> {
+    let has_runtime = |d: &Path| d.join("runtime").join("Cargo.toml").is_file();
+    if let Some(dir) = given {
+        if has_runtime(dir) {
+            return Ok(dir.to_path_buf());
+        }
+        return Err(anyhow!("{} has no runtime/Cargo.toml", dir.display()));
+    }
+    if let Some(root) = envs_dir.parent().and_then(Path::parent)
+        && has_runtime(root)
+    {
+        return Ok(root.to_path_buf());
+    }
+    let cwd = std::env::current_dir().context("cannot read the current directory")?;
+    cwd.ancestors()
+        .find(|d| has_runtime(d))
+        .map(Path::to_path_buf)
+        .ok_or_else(|| {
+            anyhow!(
+                "no workspace with runtime/Cargo.toml above {}; pass --workspace",
+                cwd.display()
+            )
+        })
 }
 
 /// `stacks/envs` in the current directory or the nearest parent that has one.

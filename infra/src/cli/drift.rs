@@ -1,19 +1,13 @@
 //! `infra drift`: compare every managed resource with the stack; exit 2 on drift.
 
-use std::path::PathBuf;
-
 use infra_core::drift::DriftReport;
 use infra_core::plan::PlanOptions;
 use infra_core::render;
 
-use super::{Context, DriftArgs, Format};
+use super::{Context, DriftArgs, Format, Packaging, Paths};
 
-pub async fn run(
-    envs_dir: Option<PathBuf>,
-    args: DriftArgs,
-    used: &mut Option<Context>,
-) -> anyhow::Result<u8> {
-    let ctx = used.insert(Context::load(envs_dir, &args.env.name).await?);
+pub async fn run(paths: &Paths, args: DriftArgs, used: &mut Option<Context>) -> anyhow::Result<u8> {
+    let ctx = used.insert(Context::load(paths, &args.env.name, Packaging::Build).await?);
     let stored = ctx.store.load().await?;
     let plan = ctx
         .plan(

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use context::Context;
+pub use context::{Context, Packaging, Paths};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -25,6 +25,11 @@ pub struct Cli {
     /// directory or the nearest parent that has one.
     #[arg(long, global = true, env = "INFRA_ENVS_DIR")]
     pub envs_dir: Option<PathBuf>,
+
+    /// The workspace whose runtime/ crate holds the Lambda handlers. Default: the one the
+    /// env folder is in.
+    #[arg(long, global = true, env = "INFRA_WORKSPACE")]
+    pub workspace: Option<PathBuf>,
 
     /// Print how many AWS calls the command made, per service and operation (to stderr).
     #[arg(long, global = true)]
@@ -179,15 +184,18 @@ pub fn init_logging() {
 
 /// Runs a command; returns the process exit code.
 pub async fn run(cli: Cli) -> anyhow::Result<u8> {
-    let envs_dir = cli.envs_dir.clone();
+    let paths = Paths {
+        envs_dir: cli.envs_dir.clone(),
+        workspace: cli.workspace.clone(),
+    };
     let stats = cli.stats;
     let mut used: Option<Context> = None;
     let result = match cli.command {
-        Command::Plan(args) => plan::run(envs_dir, args, &mut used).await,
-        Command::Apply(args) => apply::run(envs_dir, args, &mut used).await,
-        Command::Drift(args) => drift::run(envs_dir, args, &mut used).await,
-        Command::Destroy(args) => apply::destroy(envs_dir, args, &mut used).await,
-        Command::State { command } => state::run(envs_dir, command, &mut used).await,
+        Command::Plan(args) => plan::run(&paths, args, &mut used).await,
+        Command::Apply(args) => apply::run(&paths, args, &mut used).await,
+        Command::Drift(args) => drift::run(&paths, args, &mut used).await,
+        Command::Destroy(args) => apply::destroy(&paths, args, &mut used).await,
+        Command::State { command } => state::run(&paths, command, &mut used).await,
     };
     if stats && let Some(ctx) = &used {
         eprint!("{}", ctx.aws.calls.report());

@@ -1,19 +1,13 @@
 //! `infra plan`: print (and optionally save) what apply would change.
 
-use std::path::PathBuf;
-
 use anyhow::Context as _;
 use infra_core::plan::PlanOptions;
 use infra_core::render;
 
-use super::{Context, Format, PlanArgs};
+use super::{Context, Format, Packaging, Paths, PlanArgs};
 
-pub async fn run(
-    envs_dir: Option<PathBuf>,
-    args: PlanArgs,
-    used: &mut Option<Context>,
-) -> anyhow::Result<u8> {
-    let ctx = used.insert(Context::load(envs_dir, &args.env.name).await?);
+pub async fn run(paths: &Paths, args: PlanArgs, used: &mut Option<Context>) -> anyhow::Result<u8> {
+    let ctx = used.insert(Context::load(paths, &args.env.name, Packaging::Build).await?);
     let stored = ctx.store.load().await?;
     let plan = ctx
         .plan(

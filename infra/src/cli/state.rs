@@ -1,21 +1,19 @@
 //! `infra state list | show | unlock`.
 
-use std::path::PathBuf;
-
 use anyhow::{anyhow, bail};
 use infra_core::model::Address;
 use infra_core::state::lock;
 
-use super::{Context, StateCommand};
+use super::{Context, Packaging, Paths, StateCommand};
 
 pub async fn run(
-    envs_dir: Option<PathBuf>,
+    paths: &Paths,
     command: StateCommand,
     used: &mut Option<Context>,
 ) -> anyhow::Result<u8> {
     match command {
         StateCommand::List { env } => {
-            let ctx = used.insert(Context::load(envs_dir, &env.name).await?);
+            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
             let stored = ctx.store.load().await?;
             let Some(doc) = stored.doc else {
                 eprintln!("No state yet for env `{}`.", env.name);
@@ -37,7 +35,7 @@ pub async fn run(
             Ok(0)
         }
         StateCommand::Show { env, address } => {
-            let ctx = used.insert(Context::load(envs_dir, &env.name).await?);
+            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
             let address: Address = address.parse()?;
             let stored = ctx.store.load().await?;
             let entry = stored
@@ -54,7 +52,7 @@ pub async fn run(
             Ok(0)
         }
         StateCommand::Unlock { env, lock_id } => {
-            let ctx = used.insert(Context::load(envs_dir, &env.name).await?);
+            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
             let current = lock::read(&ctx.store).await?;
             match (current, lock_id) {
                 (None, _) => {

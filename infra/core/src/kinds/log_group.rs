@@ -101,7 +101,7 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
     if targets.is_empty() {
         return Ok(live);
     }
-    let prefix = common_prefix(targets.iter().map(|t| t.physical_id.as_str()));
+    let prefix = super::common_prefix(targets.iter().map(|t| t.physical_id.as_str()));
     let mut found: BTreeMap<String, Option<i32>> = BTreeMap::new();
     let mut token: Option<String> = None;
     loop {
@@ -153,22 +153,6 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         live.insert(address, spec.map(Spec::LogGroup));
     }
     Ok(live)
-}
-
-fn common_prefix<'a>(mut names: impl Iterator<Item = &'a str>) -> String {
-    let Some(first) = names.next() else {
-        return String::new();
-    };
-    let mut prefix = first.to_string();
-    for name in names {
-        let shared = prefix
-            .chars()
-            .zip(name.chars())
-            .take_while(|(a, b)| a == b)
-            .count();
-        prefix = prefix.chars().take(shared).collect();
-    }
-    prefix
 }
 
 /// Tags of one group; `None` if it vanished meanwhile.

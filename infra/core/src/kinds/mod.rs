@@ -3,8 +3,12 @@
 //! module only dispatches on [`Kind`] and holds what every kind shares (tags, fields).
 
 pub mod bucket;
+pub mod function_url;
+pub mod lambda;
 pub mod log_group;
+pub mod permission;
 pub mod role;
+pub mod rule;
 pub mod topic;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -75,8 +79,14 @@ pub fn validate(resource: &Resource) -> Vec<Invalid> {
         Spec::Role(s) => role::validate(s),
         Spec::Topic(s) => topic::validate(s),
         Spec::LogGroup(s) => log_group::validate(s),
+        Spec::Lambda(s) => lambda::validate(s),
+        Spec::Permission(s) => permission::validate(s),
+        Spec::FunctionUrl(s) => function_url::validate(s),
+        Spec::Rule(s) => rule::validate(s),
     };
-    problems.extend(validate_tags(resource.spec.tags()));
+    if let Some(tags) = resource.spec.tags() {
+        problems.extend(validate_tags(tags));
+    }
     problems
 }
 
@@ -95,17 +105,35 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         of(Kind::Topic),
         of(Kind::LogGroup),
     );
-    let (buckets, roles, topics, logs) = tokio::try_join!(
+    let (lambdas, permissions, urls, rules) = (
+        of(Kind::Lambda),
+        of(Kind::Permission),
+        of(Kind::FunctionUrl),
+        of(Kind::Rule),
+    );
+    let (buckets, roles, topics, logs, lambdas, permissions, urls, rules) = tokio::try_join!(
         bucket::read(aws, &buckets),
         role::read(aws, &roles),
         topic::read(aws, target, &topics),
         log_group::read(aws, target, &logs),
+        lambda::read(aws, &lambdas),
+        permission::read(aws, &permissions),
+        function_url::read(aws, &urls),
+        rule::read(aws, &rules),
     )?;
     let mut live = LiveMap::new();
-    live.extend(buckets);
-    live.extend(roles);
-    live.extend(topics);
-    live.extend(logs);
+    for part in [
+        buckets,
+        roles,
+        topics,
+        logs,
+        lambdas,
+        permissions,
+        urls,
+        rules,
+    ] {
+        live.extend(part);
+    }
     Ok(live)
 }
 
@@ -116,6 +144,10 @@ pub fn fields(spec: &Spec) -> Fields {
         Spec::Role(s) => role::fields(s),
         Spec::Topic(s) => topic::fields(s),
         Spec::LogGroup(s) => log_group::fields(s),
+        Spec::Lambda(s) => lambda::fields(s),
+        Spec::Permission(s) => permission::fields(s),
+        Spec::FunctionUrl(s) => function_url::fields(s),
+        Spec::Rule(s) => rule::fields(s),
     }
 }
 
@@ -126,6 +158,10 @@ pub fn forces_replacement(kind: Kind, field: &str) -> bool {
         Kind::Role => role::REPLACE_FIELDS.contains(&field),
         Kind::Topic => topic::REPLACE_FIELDS.contains(&field),
         Kind::LogGroup => log_group::REPLACE_FIELDS.contains(&field),
+        Kind::Lambda => lambda::REPLACE_FIELDS.contains(&field),
+        Kind::Permission => permission::REPLACE_FIELDS.contains(&field),
+        Kind::FunctionUrl => function_url::REPLACE_FIELDS.contains(&field),
+        Kind::Rule => rule::REPLACE_FIELDS.contains(&field),
     }
 }
 
@@ -143,6 +179,10 @@ pub async fn create(aws: &Aws, target: &Target, resource: &Resource) -> Result<(
         Spec::Role(s) => role::create(aws, s).await,
         Spec::Topic(s) => topic::create(aws, s).await,
         Spec::LogGroup(s) => log_group::create(aws, target, s).await,
+        Spec::Lambda(s) => lambda::create(aws, target, s).await,
+        Spec::Permission(s) => permission::create(aws, s).await,
+        Spec::FunctionUrl(s) => function_url::create(aws, s).await,
+        Spec::Rule(s) => rule::create(aws, s).await,
     }
 }
 
@@ -158,6 +198,9 @@ pub async fn update(
         (Spec::Role(d), Spec::Role(l)) => role::update(aws, d, l).await,
         (Spec::Topic(d), Spec::Topic(l)) => topic::update(aws, &resource.arn, d, l).await,
         (Spec::LogGroup(d), Spec::LogGroup(l)) => log_group::update(aws, target, d, l).await,
+        (Spec::Lambda(d), Spec::Lambda(l)) => lambda::update(aws, target, d, l).await,
+        (Spec::FunctionUrl(d), Spec::FunctionUrl(_)) => function_url::update(aws, d).await,
+        (Spec::Rule(d), Spec::Rule(l)) => rule::update(aws, target, d, l).await,
         (d, l) => Err(OpError::Refused(format!(
             "cannot update a {} from a live {}",
             d.kind(),
@@ -178,7 +221,28 @@ pub async fn delete(
         Kind::Role => role::delete(aws, physical_id).await,
         Kind::Topic => topic::delete(aws, &topic::arn(target, physical_id)).await,
         Kind::LogGroup => log_group::delete(aws, physical_id).await,
+        Kind::Lambda => lambda::delete(aws, physical_id).await,
+        Kind::Permission => permission::delete(aws, physical_id).await,
+        Kind::FunctionUrl => function_url::delete(aws, physical_id).await,
+        Kind::Rule => rule::delete(aws, physical_id).await,
     }
+}
+
+/// The longest prefix all `names` share: one List call by prefix finds them all.
+pub(crate) fn common_prefix<'a>(mut names: impl Iterator<Item = &'a str>) -> String {
+    let Some(first) = names.next() else {
+        return String::new();
+    };
+    let mut prefix = first.to_string();
+    for name in names {
+        let shared = prefix
+            .chars()
+            .zip(name.chars())
+            .take_while(|(a, b)| a == b)
+            .count();
+        prefix = prefix.chars().take(shared).collect();
+    }
+    prefix
 }
 
 /// `tags.<key>` fields. Keys under `aws:` belong to AWS and are never compared.

@@ -13,8 +13,12 @@ use serde::{Deserialize, Serialize};
 pub use crate::kinds::bucket::{
     BucketSpec, Encryption, LifecycleRule, PublicAccessBlock, Transition,
 };
+pub use crate::kinds::function_url::FunctionUrlSpec;
+pub use crate::kinds::lambda::{LambdaCode, LambdaSpec};
 pub use crate::kinds::log_group::LogGroupSpec;
+pub use crate::kinds::permission::PermissionSpec;
 pub use crate::kinds::role::RoleSpec;
+pub use crate::kinds::rule::{RuleSpec, RuleTarget};
 pub use crate::kinds::topic::TopicSpec;
 pub use policy::{PolicyDocument, Statement};
 
@@ -26,10 +30,23 @@ pub enum Kind {
     Role,
     Topic,
     LogGroup,
+    Lambda,
+    Permission,
+    FunctionUrl,
+    Rule,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Bucket, Kind::Role, Kind::Topic, Kind::LogGroup];
+    pub const ALL: [Kind; 8] = [
+        Kind::Bucket,
+        Kind::Role,
+        Kind::Topic,
+        Kind::LogGroup,
+        Kind::Lambda,
+        Kind::Permission,
+        Kind::FunctionUrl,
+        Kind::Rule,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -37,6 +54,10 @@ impl Kind {
             Kind::Role => "role",
             Kind::Topic => "topic",
             Kind::LogGroup => "log_group",
+            Kind::Lambda => "lambda",
+            Kind::Permission => "permission",
+            Kind::FunctionUrl => "function_url",
+            Kind::Rule => "rule",
         }
     }
 }
@@ -113,6 +134,10 @@ pub enum Spec {
     Role(RoleSpec),
     Topic(TopicSpec),
     LogGroup(LogGroupSpec),
+    Lambda(LambdaSpec),
+    Permission(PermissionSpec),
+    FunctionUrl(FunctionUrlSpec),
+    Rule(RuleSpec),
 }
 
 impl Spec {
@@ -122,24 +147,35 @@ impl Spec {
             Spec::Role(_) => Kind::Role,
             Spec::Topic(_) => Kind::Topic,
             Spec::LogGroup(_) => Kind::LogGroup,
+            Spec::Lambda(_) => Kind::Lambda,
+            Spec::Permission(_) => Kind::Permission,
+            Spec::FunctionUrl(_) => Kind::FunctionUrl,
+            Spec::Rule(_) => Kind::Rule,
         }
     }
 
-    pub fn tags(&self) -> &BTreeMap<String, String> {
+    /// The resource's tags; `None` for kinds AWS does not tag (permissions, Function URLs).
+    pub fn tags(&self) -> Option<&BTreeMap<String, String>> {
         match self {
-            Spec::Bucket(s) => &s.tags,
-            Spec::Role(s) => &s.tags,
-            Spec::Topic(s) => &s.tags,
-            Spec::LogGroup(s) => &s.tags,
+            Spec::Bucket(s) => Some(&s.tags),
+            Spec::Role(s) => Some(&s.tags),
+            Spec::Topic(s) => Some(&s.tags),
+            Spec::LogGroup(s) => Some(&s.tags),
+            Spec::Lambda(s) => Some(&s.tags),
+            Spec::Rule(s) => Some(&s.tags),
+            Spec::Permission(_) | Spec::FunctionUrl(_) => None,
         }
     }
 
-    pub fn tags_mut(&mut self) -> &mut BTreeMap<String, String> {
+    pub fn tags_mut(&mut self) -> Option<&mut BTreeMap<String, String>> {
         match self {
-            Spec::Bucket(s) => &mut s.tags,
-            Spec::Role(s) => &mut s.tags,
-            Spec::Topic(s) => &mut s.tags,
-            Spec::LogGroup(s) => &mut s.tags,
+            Spec::Bucket(s) => Some(&mut s.tags),
+            Spec::Role(s) => Some(&mut s.tags),
+            Spec::Topic(s) => Some(&mut s.tags),
+            Spec::LogGroup(s) => Some(&mut s.tags),
+            Spec::Lambda(s) => Some(&mut s.tags),
+            Spec::Rule(s) => Some(&mut s.tags),
+            Spec::Permission(_) | Spec::FunctionUrl(_) => None,
         }
     }
 
@@ -149,6 +185,10 @@ impl Spec {
             Spec::Bucket(_) | Spec::LogGroup(_) => BTreeSet::new(),
             Spec::Role(s) => s.references(),
             Spec::Topic(s) => s.references(),
+            Spec::Lambda(s) => s.references.clone(),
+            Spec::Permission(s) => s.references.clone(),
+            Spec::FunctionUrl(s) => s.references.clone(),
+            Spec::Rule(s) => s.references.clone(),
         }
     }
 }
@@ -201,6 +241,10 @@ pub trait KindSpec: Sized {
     const KIND: Kind;
     /// The physical name of this resource (bucket name, role name, topic name, ...).
     fn physical_name(&self) -> &str;
+    /// What identifies it live, when that is more than its name (e.g. function + statement).
+    fn physical_id(&self) -> String {
+        self.physical_name().to_string()
+    }
     fn arn(&self, target: &Target) -> String;
     fn into_spec(self) -> Spec;
 }
@@ -268,11 +312,13 @@ impl Stack {
     /// ownership tags are added here, so every taggable resource carries them.
     pub fn add<K: KindSpec>(&mut self, name: &str, spec: K) -> Ref<K> {
         let address = Address::new(K::KIND, name);
-        let physical_id = spec.physical_name().to_string();
+        let physical_id = spec.physical_id();
         let arn = spec.arn(&self.target);
         let mut spec = spec.into_spec();
         let ownership = self.target.ownership_tags(&address);
-        spec.tags_mut().extend(ownership);
+        if let Some(tags) = spec.tags_mut() {
+            tags.extend(ownership);
+        }
         let depends_on = spec.references();
         self.resources.push(Resource {
             address: address.clone(),
@@ -315,7 +361,9 @@ impl Stack {
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
-    #[error("unknown resource kind `{0}` (known: bucket, role, topic, log_group)")]
+    #[error(
+        "unknown resource kind `{0}` (known: bucket, role, topic, log_group, lambda, permission, function_url, rule)"
+    )]
     UnknownKind(String),
     #[error("`{0}` is not an address of the form <kind>.<name>")]
     BadAddress(String),

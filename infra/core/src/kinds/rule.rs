@@ -1,0 +1,511 @@
+//! EventBridge rules on the default bus: a schedule (`rate()`/`cron()`, checked before any
+//! call) or an event pattern, enabled or disabled, with their targets and tags.
+//!
+//! A target with an input gets a real EventBridge event whose `detail` is that input: an input
+//! transformer rebuilds the event around it, so handlers always receive the event type they
+//! expect (a plain `Input` would replace the event). Read: ListRules by the names' common
+//! prefix, then targets and tags per rule. Everything updates in place (PutRule is an upsert).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_eventbridge::types::{InputTransformer, RuleState, Tag, Target as EbTarget};
+use futures::{StreamExt, TryStreamExt, stream};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
+use crate::aws::{Aws, AwsError, failed};
+use crate::model::{Address, Kind, KindSpec, Ref, Spec, Target};
+
+pub const REPLACE_FIELDS: &[&str] = &[];
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleSpec {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    pub schedule_expression: Option<String>,
+    pub event_pattern: Option<Value>,
+    pub enabled: bool,
+    #[serde(default)]
+    pub targets: Vec<RuleTarget>,
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    #[serde(default)]
+    pub references: BTreeSet<Address>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RuleTarget {
+    pub id: String,
+    pub arn: String,
+    /// Delivered as the event's `detail` (see the module doc).
+    pub detail: Option<Value>,
+}
+
+impl RuleSpec {
+    pub fn schedule(name: String, expression: &str, enabled: bool, description: &str) -> RuleSpec {
+        RuleSpec {
+            name,
+            description: description.into(),
+            schedule_expression: Some(expression.into()),
+            event_pattern: None,
+            enabled,
+            targets: Vec::new(),
+            tags: BTreeMap::new(),
+            references: BTreeSet::new(),
+        }
+    }
+
+    pub fn pattern(name: String, pattern: Value, description: &str) -> RuleSpec {
+        RuleSpec {
+            name,
+            description: description.into(),
+            schedule_expression: None,
+            event_pattern: Some(pattern),
+            enabled: true,
+            targets: Vec::new(),
+            tags: BTreeMap::new(),
+            references: BTreeSet::new(),
+        }
+    }
+
+    /// Adds a target resource of the stack, whose events carry `detail`.
+    pub fn target<K>(mut self, id: &str, target: &Ref<K>, detail: Option<Value>) -> RuleSpec {
+        self.targets.push(RuleTarget {
+            id: id.into(),
+            arn: target.arn.clone(),
+            detail,
+        });
+        self.references.insert(target.address.clone());
+        self
+    }
+}
+
+impl KindSpec for RuleSpec {
+    const KIND: Kind = Kind::Rule;
+    fn physical_name(&self) -> &str {
+        &self.name
+    }
+    fn arn(&self, target: &Target) -> String {
+        arn(target, &self.name)
+    }
+    fn into_spec(self) -> Spec {
+        Spec::Rule(self)
+    }
+}
+
+pub fn arn(target: &Target, name: &str) -> String {
+    format!(
+        "arn:aws:events:{}:{}:rule/{}",
+        target.region, target.account_id, name
+    )
+}
+
+pub fn validate(spec: &RuleSpec) -> Vec<Invalid> {
+    let mut problems = Vec::new();
+    let ok = |c: char| c.is_ascii_alphanumeric() || ".-_".contains(c);
+    if spec.name.is_empty() || spec.name.len() > 64 || !spec.name.chars().all(ok) {
+        problems.push(Invalid::new(
+            "name",
+            format!(
+                "`{}`: rule names are 1 to 64 of A-Z a-z 0-9 . - _",
+                spec.name
+            ),
+        ));
+    }
+    match (&spec.schedule_expression, &spec.event_pattern) {
+        (Some(expression), None) => {
+            if let Err(message) = crate::schedule::validate(expression) {
+                problems.push(Invalid::new("schedule_expression", message));
+            }
+        }
+        (None, Some(pattern)) => {
+            if !pattern.is_object() {
+                problems.push(Invalid::new(
+                    "event_pattern",
+                    "an event pattern is a JSON object",
+                ));
+            }
+        }
+        _ => problems.push(Invalid::new(
+            "schedule_expression",
+            "a rule has a schedule or an event pattern, not both",
+        )),
+    }
+    if spec.description.chars().count() > 512 {
+        problems.push(Invalid::new("description", "at most 512 characters"));
+    }
+    if spec.targets.len() > 5 {
+        problems.push(Invalid::new(
+            "targets",
+            "EventBridge allows 5 targets per rule",
+        ));
+    }
+    let mut ids = BTreeSet::new();
+    for t in &spec.targets {
+        let field = format!("targets.{}", t.id);
+        if t.id.is_empty() || t.id.len() > 64 || !t.id.chars().all(ok) {
+            problems.push(Invalid::new(
+                &field,
+                "target ids are 1 to 64 of A-Z a-z 0-9 . - _",
+            ));
+        }
+        if !ids.insert(&t.id) {
+            problems.push(Invalid::new(&field, "duplicate target id"));
+        }
+        if let Some(detail) = &t.detail
+            && input_template(detail).len() > 8192
+        {
+            problems.push(Invalid::new(
+                &field,
+                "the target input is larger than EventBridge's 8192 characters",
+            ));
+        }
+    }
+    problems
+}
+
+pub fn fields(spec: &RuleSpec) -> Fields {
+    let mut fields = Fields::new();
+    fields.insert(
+        "description".into(),
+        Value::String(spec.description.clone()),
+    );
+    if let Some(expression) = &spec.schedule_expression {
+        fields.insert(
+            "schedule_expression".into(),
+            Value::String(expression.clone()),
+        );
+    }
+    if let Some(pattern) = &spec.event_pattern {
+        fields.insert("event_pattern".into(), pattern.clone());
+    }
+    fields.insert(
+        "state".into(),
+        Value::String(state(spec.enabled).as_str().to_string()),
+    );
+    for t in &spec.targets {
+        fields.insert(
+            format!("targets.{}", t.id),
+            json!({ "arn": t.arn, "detail": t.detail }),
+        );
+    }
+    tag_fields(&spec.tags, &mut fields);
+    fields
+}
+
+fn state(enabled: bool) -> RuleState {
+    if enabled {
+        RuleState::Enabled
+    } else {
+        RuleState::Disabled
+    }
+}
+
+/// The fields of the triggering event carried over by the input transformer.
+const EVENT_PATHS: [(&str, &str); 7] = [
+    ("id", "$.id"),
+    ("detailType", "$.detail-type"),
+    ("source", "$.source"),
+    ("account", "$.account"),
+    ("time", "$.time"),
+    ("region", "$.region"),
+    ("resources", "$.resources"),
+];
+const TEMPLATE_HEAD: &str = r#"{"version":"0","id":<id>,"detail-type":<detailType>,"source":<source>,"account":<account>,"time":<time>,"region":<region>,"resources":<resources>,"detail":"#;
+
+/// The event, rebuilt with `detail` as its detail. Placeholders are filled by EventBridge.
+fn input_template(detail: &Value) -> String {
+    format!("{TEMPLATE_HEAD}{detail}}}")
+}
+
+/// The detail a template of ours carries; `None` for any other template.
+fn detail_of(template: &str) -> Option<Value> {
+    template
+        .strip_prefix(TEMPLATE_HEAD)
+        .and_then(|rest| rest.strip_suffix('}'))
+        .and_then(|detail| serde_json::from_str(detail).ok())
+}
+
+pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError> {
+    let mut live = LiveMap::new();
+    if targets.is_empty() {
+        return Ok(live);
+    }
+    let prefix = super::common_prefix(targets.iter().map(|t| t.physical_id.as_str()));
+    let mut found: BTreeMap<String, (RuleSpec, String)> = BTreeMap::new();
+    let mut token: Option<String> = None;
+    loop {
+        let mut request = aws.events.list_rules().set_next_token(token.clone());
+        if !prefix.is_empty() {
+            request = request.name_prefix(&prefix);
+        }
+        let page = request.send().await.map_err(failed("ListRules"))?;
+        for r in page.rules() {
+            let Some(name) = r.name() else { continue };
+            let spec = RuleSpec {
+                name: name.to_string(),
+                description: r.description().unwrap_or_default().to_string(),
+                schedule_expression: r.schedule_expression().map(str::to_string),
+                event_pattern: r.event_pattern().map(|p| {
+                    serde_json::from_str(p).unwrap_or_else(|_| Value::String(p.to_string()))
+                }),
+                enabled: r.state() == Some(&RuleState::Enabled),
+                targets: Vec::new(),
+                tags: BTreeMap::new(),
+                references: BTreeSet::new(),
+            };
+            found.insert(
+                name.to_string(),
+                (spec, r.arn().unwrap_or_default().to_string()),
+            );
+        }
+        match page.next_token() {
+            Some(next) if !next.is_empty() => token = Some(next.to_string()),
+            _ => break,
+        }
+    }
+    for t in targets {
+        live.insert(t.address.clone(), None);
+    }
+    let existing: Vec<(Address, RuleSpec, String)> = targets
+        .iter()
+        .filter_map(|t| {
+            found
+                .get(&t.physical_id)
+                .map(|(s, arn)| (t.address.clone(), s.clone(), arn.clone()))
+        })
+        .collect();
+    let specs: Vec<(Address, Option<RuleSpec>)> = stream::iter(existing)
+        .map(|(address, mut spec, arn)| async move {
+            let (targets, tags) = tokio::join!(
+                aws.events.list_targets_by_rule().rule(&spec.name).send(),
+                aws.events
+                    .list_tags_for_resource()
+                    .resource_arn(&arn)
+                    .send(),
+            );
+            let targets = match targets.map_err(failed("ListTargetsByRule")) {
+                Ok(out) => out,
+                Err(e) if e.is_not_found() => return Ok((address, None)),
+                Err(e) => return Err(e),
+            };
+            spec.targets = targets
+                .targets()
+                .iter()
+                .map(|t| RuleTarget {
+                    id: t.id().to_string(),
+                    arn: t.arn().to_string(),
+                    detail: t
+                        .input_transformer()
+                        .map(|x| {
+                            detail_of(x.input_template())
+                                .unwrap_or_else(|| Value::String(x.input_template().to_string()))
+                        })
+                        .or_else(|| t.input().map(|i| json!({ "input": i }))),
+                })
+                .collect();
+            spec.targets.sort_by(|a, b| a.id.cmp(&b.id));
+            spec.tags = tags
+                .map_err(failed("ListTagsForResource"))?
+                .tags()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect();
+            Ok::<_, AwsError>((address, Some(spec)))
+        })
+        .buffer_unordered(8)
+        .try_collect()
+        .await?;
+    for (address, spec) in specs {
+        live.insert(address, spec.map(Spec::Rule));
+    }
+    Ok(live)
+}
+
+fn eb_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(OpError::from)
+        })
+        .collect()
+}
+
+async fn put_rule(aws: &Aws, spec: &RuleSpec, with_tags: bool) -> Result<(), OpError> {
+    let mut request = aws
+        .events
+        .put_rule()
+        .name(&spec.name)
+        .description(&spec.description)
+        .state(state(spec.enabled))
+        .set_schedule_expression(spec.schedule_expression.clone())
+        .set_event_pattern(spec.event_pattern.as_ref().map(Value::to_string));
+    if with_tags {
+        request = request.set_tags(Some(eb_tags(&spec.tags)?));
+    }
+    request.send().await.map_err(failed("PutRule"))?;
+    Ok(())
+}
+
+async fn put_targets(aws: &Aws, rule: &str, targets: &[&RuleTarget]) -> Result<(), OpError> {
+    if targets.is_empty() {
+        return Ok(());
+    }
+    let mut built = Vec::new();
+    for t in targets {
+        let mut b = EbTarget::builder().id(&t.id).arn(&t.arn);
+        if let Some(detail) = &t.detail {
+            let mut transformer =
+                InputTransformer::builder().input_template(input_template(detail));
+            for (key, path) in EVENT_PATHS {
+                transformer = transformer.input_paths_map(key, path);
+            }
+            b = b.input_transformer(transformer.build()?);
+        }
+        built.push(b.build()?);
+    }
+    let out = aws
+        .events
+        .put_targets()
+        .rule(rule)
+        .set_targets(Some(built))
+        .send()
+        .await
+        .map_err(failed("PutTargets"))?;
+    if let Some(entry) = out.failed_entries().first() {
+        return Err(OpError::Aws(AwsError {
+            operation: "PutTargets".into(),
+            code: entry.error_code().unwrap_or("Failed").to_string(),
+            message: format!(
+                "target {}: {}",
+                entry.target_id().unwrap_or("?"),
+                entry.error_message().unwrap_or("")
+            ),
+            http_status: None,
+        }));
+    }
+    Ok(())
+}
+
+async fn remove_targets(aws: &Aws, rule: &str, ids: Vec<String>) -> Result<(), OpError> {
+    if ids.is_empty() {
+        return Ok(());
+    }
+    aws.events
+        .remove_targets()
+        .rule(rule)
+        .set_ids(Some(ids))
+        .send()
+        .await
+        .map_err(failed("RemoveTargets"))?;
+    Ok(())
+}
+
+pub async fn create(aws: &Aws, spec: &RuleSpec) -> Result<(), OpError> {
+    put_rule(aws, spec, true).await?;
+    put_targets(aws, &spec.name, &spec.targets.iter().collect::<Vec<_>>()).await
+}
+
+pub async fn update(
+    aws: &Aws,
+    target: &Target,
+    desired: &RuleSpec,
+    live: &RuleSpec,
+) -> Result<(), OpError> {
+    let rule_differs = desired.description != live.description
+        || desired.schedule_expression != live.schedule_expression
+        || desired.event_pattern != live.event_pattern
+        || desired.enabled != live.enabled;
+    if rule_differs {
+        put_rule(aws, desired, false).await?;
+    }
+    let changed: Vec<&RuleTarget> = desired
+        .targets
+        .iter()
+        .filter(|t| !live.targets.contains(t))
+        .collect();
+    put_targets(aws, &desired.name, &changed).await?;
+    let removed: Vec<String> = live
+        .targets
+        .iter()
+        .filter(|l| !desired.targets.iter().any(|d| d.id == l.id))
+        .map(|l| l.id.clone())
+        .collect();
+    remove_targets(aws, &desired.name, removed).await?;
+    let delta = TagDelta::between(&desired.tags, &live.tags);
+    let rule_arn = arn(target, &desired.name);
+    if !delta.set.is_empty() {
+        aws.events
+            .tag_resource()
+            .resource_arn(&rule_arn)
+            .set_tags(Some(eb_tags(&delta.set)?))
+            .send()
+            .await
+            .map_err(failed("TagResource"))?;
+    }
+    if !delta.remove.is_empty() {
+        aws.events
+            .untag_resource()
+            .resource_arn(&rule_arn)
+            .set_tag_keys(Some(delta.remove.into_iter().collect()))
+            .send()
+            .await
+            .map_err(failed("UntagResource"))?;
+    }
+    Ok(())
+}
+
+/// Removes the targets (EventBridge refuses to delete a rule that has any), then the rule.
+pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
+    let targets = match aws
+        .events
+        .list_targets_by_rule()
+        .rule(name)
+        .send()
+        .await
+        .map_err(failed("ListTargetsByRule"))
+    {
+        Ok(out) => out,
+        Err(e) if e.is_not_found() => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    remove_targets(
+        aws,
+        name,
+        targets
+            .targets()
+            .iter()
+            .map(|t| t.id().to_string())
+            .collect(),
+    )
+    .await?;
+    match aws
+        .events
+        .delete_rule()
+        .name(name)
+        .send()
+        .await
+        .map_err(failed("DeleteRule"))
+    {
+        Ok(_) => Ok(()),
+        Err(e) if e.is_not_found() => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_detail_round_trips_through_the_template() {
+        let detail = json!({"job": "collector", "lookback_days": 7});
+        assert_eq!(detail_of(&input_template(&detail)), Some(detail));
+        assert_eq!(detail_of("{\"other\":1}"), None);
+    }
+}
