@@ -10,6 +10,8 @@ use testkit::{Moto, infra};
 const BIN: &str = env!("CARGO_BIN_EXE_infra");
 const DATA_BUCKET: &str = "linkedin-ads-local-data-123456789012";
 const STATE_BUCKET: &str = "linkedin-ads-infra-state-123456789012";
+/// Every resource of the local stack.
+const RESOURCES: usize = 29;
 const FUNCTIONS: [&str; 5] = [
     "collector",
     "processor",
@@ -32,6 +34,8 @@ struct Clients {
     iam: aws_sdk_iam::Client,
     sns: aws_sdk_sns::Client,
     logs: aws_sdk_cloudwatchlogs::Client,
+    lambda: aws_sdk_lambda::Client,
+    events: aws_sdk_eventbridge::Client,
 }
 
 async fn clients(moto: &Moto) -> Clients {
@@ -45,6 +49,8 @@ async fn clients(moto: &Moto) -> Clients {
         iam: aws_sdk_iam::Client::new(&cfg),
         sns: aws_sdk_sns::Client::new(&cfg),
         logs: aws_sdk_cloudwatchlogs::Client::new(&cfg),
+        lambda: aws_sdk_lambda::Client::new(&cfg),
+        events: aws_sdk_eventbridge::Client::new(&cfg),
     }
 }
 
@@ -360,7 +366,7 @@ async fn apply_creates_the_stack_then_plan_is_a_no_op() {
         assert_eq!(plan["summary"][key], 0, "{key} in {}", plan["summary"]);
     }
     let changes = plan["changes"].as_array().unwrap();
-    assert_eq!(changes.len(), 14);
+    assert_eq!(changes.len(), RESOURCES);
     for change in changes {
         assert!(
             change["address"].is_string()
@@ -372,7 +378,7 @@ async fn apply_creates_the_stack_then_plan_is_a_no_op() {
     // State lists every resource.
     let list = infra(BIN, Some(&moto), &["state", "list", "--env", "local"]);
     assert_eq!(list.code, 0, "{}", list.all());
-    assert_eq!(list.stdout.lines().count(), 14, "{}", list.all());
+    assert_eq!(list.stdout.lines().count(), RESOURCES, "{}", list.all());
     let show = infra(
         BIN,
         Some(&moto),
@@ -686,6 +692,10 @@ async fn destroy_purges_data_and_leaves_nothing_tagged_for_the_env() {
     );
     let topics = c.sns.list_topics().send().await.unwrap();
     assert!(topics.topics().is_empty(), "topics left");
+    let functions = c.lambda.list_functions().send().await.unwrap();
+    assert!(functions.functions().is_empty(), "functions left");
+    let rules = c.events.list_rules().send().await.unwrap();
+    assert!(rules.rules().is_empty(), "rules left");
     let list = infra(BIN, Some(&moto), &["state", "list", "--env", "local"]);
     assert_eq!(list.stdout.trim(), "", "state is empty: {}", list.all());
 }
@@ -721,7 +731,9 @@ async fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
     );
     assert_eq!(applied.code, 0, "{}", applied.all());
     assert!(
-        applied.stdout.contains("14 changes applied"),
+        applied
+            .stdout
+            .contains(&format!("{RESOURCES} changes applied")),
         "{}",
         applied.all()
     );
@@ -865,8 +877,11 @@ async fn a_failed_apply_records_what_finished_and_a_rerun_converges() {
         &["apply", "--env", "local", "--auto-approve"],
     );
     assert_eq!(rerun.code, 0, "{}", rerun.all());
+    let missing = RESOURCES - recorded.len();
     assert!(
-        rerun.stdout.contains("Plan: 8 to create, 0 to update"),
+        rerun
+            .stdout
+            .contains(&format!("Plan: {missing} to create, 0 to update")),
         "only what was missing: {}",
         rerun.all()
     );

@@ -49,15 +49,18 @@ fn every_env_file_parses_and_gives_a_valid_stack() {
                 .filter(|r| r.address.kind == kind)
                 .count()
         };
-        assert_eq!(
-            (
-                count(Kind::Bucket),
-                count(Kind::Topic),
-                count(Kind::Role),
-                count(Kind::LogGroup)
-            ),
-            (1, 1, 7, 5)
-        );
+        let counts = [
+            Kind::Bucket,
+            Kind::Topic,
+            Kind::Role,
+            Kind::LogGroup,
+            Kind::Lambda,
+            Kind::Rule,
+            Kind::Permission,
+            Kind::FunctionUrl,
+        ]
+        .map(count);
+        assert_eq!(counts, [1, 1, 7, 5, 5, 4, 5, 1], "{name}");
     }
 }
 
@@ -167,4 +170,58 @@ fn roles_depend_on_the_resources_their_policies_name() {
         .unwrap();
     let deps: Vec<String> = role.depends_on.iter().map(ToString::to_string).collect();
     assert_eq!(deps, ["bucket.data", "log_group.collector"]);
+}
+
+#[test]
+fn a_public_function_url_is_rejected_before_any_call() {
+    let mut stack = stack(&env("local"));
+    for r in &mut stack.resources {
+        if let Spec::FunctionUrl(url) = &mut r.spec {
+            url.auth_type = "NONE".into();
+        }
+    }
+    let err = infra_core::plan::validate(&stack).unwrap_err().to_string();
+    assert!(
+        err.contains(
+            "function_url.collector: auth_type: NONE makes the function callable by anyone"
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn every_function_waits_for_its_role_and_log_group_and_every_schedule_for_its_function() {
+    let stack = stack(&env("local"));
+    let deps = |address: &str| -> Vec<String> {
+        let r = stack
+            .resources
+            .iter()
+            .find(|r| r.address.to_string() == address)
+            .unwrap();
+        r.depends_on.iter().map(ToString::to_string).collect()
+    };
+    assert_eq!(
+        deps("lambda.collector"),
+        ["role.collector", "log_group.collector"]
+    );
+    assert_eq!(deps("rule.optimizer"), ["lambda.optimizer"]);
+    assert_eq!(
+        deps("permission.optimizer-schedule"),
+        ["lambda.optimizer", "rule.optimizer"]
+    );
+    assert_eq!(
+        deps("permission.token-rotation-secrets-manager"),
+        ["lambda.token-rotation"]
+    );
+    assert_eq!(deps("function_url.collector"), ["lambda.collector"]);
+}
+
+#[test]
+fn staging_creates_its_schedules_disabled() {
+    let stack = stack(&env("staging"));
+    for r in &stack.resources {
+        if let Spec::Rule(rule) = &r.spec {
+            assert!(!rule.enabled, "{}", r.address);
+        }
+    }
 }
