@@ -22,6 +22,25 @@ pub fn init_tracing() {
         .try_init();
 }
 
+/// A scheduled handler whose pipeline behaviour is still to come: logs the event it was
+/// invoked with and accepts it.
+pub async fn log_scheduled(
+    handler: &'static str,
+    event: LambdaEvent<events::ScheduledEvent>,
+) -> Result<serde_json::Value, Error> {
+    let (event, context) = event.into_parts();
+    tracing::info!(
+        handler,
+        request_id = %context.request_id,
+        detail_type = %event.detail_type,
+        source = %event.source,
+        time = ?event.time,
+        detail = %event.detail,
+        "invoked by schedule"
+    );
+    Ok(serde_json::json!({ "handler": handler, "status": "accepted" }))
+}
+
 /// Runs `handler` in the Lambda runtime loop.
 pub async fn serve<E, R, F, Fut>(handler: F) -> Result<(), Error>
 where

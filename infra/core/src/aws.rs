@@ -232,6 +232,21 @@ where
     }
 }
 
+/// Reading or deleting something that may not exist: not-found becomes `None`.
+pub trait OrMissing<T> {
+    fn or_missing(self) -> Result<Option<T>, AwsError>;
+}
+
+impl<T> OrMissing<T> for Result<T, AwsError> {
+    fn or_missing(self) -> Result<Option<T>, AwsError> {
+        match self {
+            Ok(value) => Ok(Some(value)),
+            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
 /// The HTTP status of a raw response, whatever its concrete type.
 pub trait HttpStatus {
     fn http_status(&self) -> Option<u16>;

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget};
-use crate::aws::{Aws, AwsError, failed};
+use crate::aws::{Aws, AwsError, OrMissing, failed};
 use crate::model::{Address, Kind, KindSpec, LambdaSpec, Ref, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
@@ -149,16 +149,12 @@ pub async fn update(aws: &Aws, spec: &FunctionUrlSpec) -> Result<(), OpError> {
 }
 
 pub async fn delete(aws: &Aws, function: &str) -> Result<(), OpError> {
-    match aws
-        .lambda
+    aws.lambda
         .delete_function_url_config()
         .function_name(function)
         .send()
         .await
         .map_err(failed("DeleteFunctionUrlConfig"))
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .or_missing()?;
+    Ok(())
 }

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, failed};
+use crate::aws::{Aws, AwsError, OrMissing, failed};
 use crate::model::{Address, Kind, KindSpec, Ref, RoleSpec, Spec, Target};
 use crate::package::{Artifact, code_sha256};
 
@@ -479,16 +479,12 @@ pub async fn update(
 }
 
 pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
-    match aws
-        .lambda
+    aws.lambda
         .delete_function()
         .function_name(name)
         .send()
         .await
         .map_err(failed("DeleteFunction"))
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .or_missing()?;
+    Ok(())
 }

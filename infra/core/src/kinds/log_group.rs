@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, failed};
+use crate::aws::{Aws, AwsError, OrMissing, failed};
 use crate::model::{Address, Kind, KindSpec, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
@@ -258,16 +258,12 @@ pub async fn update(
 }
 
 pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
-    match aws
-        .logs
+    aws.logs
         .delete_log_group()
         .log_group_name(name)
         .send()
         .await
         .map_err(failed("DeleteLogGroup"))
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .or_missing()?;
+    Ok(())
 }

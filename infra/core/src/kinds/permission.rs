@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget};
-use crate::aws::{Aws, AwsError, failed};
+use crate::aws::{Aws, AwsError, OrMissing, failed};
 use crate::model::{Address, Kind, KindSpec, LambdaSpec, PolicyDocument, Ref, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[
@@ -278,17 +278,13 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), OpError> {
             "`{physical_id}` is not <function>/<statement id>"
         )));
     };
-    match aws
-        .lambda
+    aws.lambda
         .remove_permission()
         .function_name(function)
         .statement_id(sid)
         .send()
         .await
         .map_err(failed("RemovePermission"))
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .or_missing()?;
+    Ok(())
 }

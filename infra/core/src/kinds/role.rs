@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, failed};
+use crate::aws::{Aws, AwsError, OrMissing, failed};
 use crate::model::{Kind, KindSpec, PolicyDocument, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &["path"];
@@ -538,16 +538,12 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
             .await
             .map_err(failed("DeleteRolePolicy"))?;
     }
-    match aws
-        .iam
+    aws.iam
         .delete_role()
         .role_name(name)
         .send()
         .await
         .map_err(failed("DeleteRole"))
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .or_missing()?;
+    Ok(())
 }

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, failed};
+use crate::aws::{Aws, AwsError, OrMissing, failed};
 use crate::model::{Address, Kind, KindSpec, Ref, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
@@ -484,18 +484,14 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
             .collect(),
     )
     .await?;
-    match aws
-        .events
+    aws.events
         .delete_rule()
         .name(name)
         .send()
         .await
         .map_err(failed("DeleteRule"))
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .or_missing()?;
+    Ok(())
 }
 
 #[cfg(test)]

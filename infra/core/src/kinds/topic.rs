@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, failed};
+use crate::aws::{Aws, AwsError, OrMissing, failed};
 use crate::model::{Address, Kind, KindSpec, PolicyDocument, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
@@ -378,16 +378,12 @@ pub async fn update(
 }
 
 pub async fn delete(aws: &Aws, arn: &str) -> Result<(), OpError> {
-    match aws
-        .sns
+    aws.sns
         .delete_topic()
         .topic_arn(arn)
         .send()
         .await
         .map_err(failed("DeleteTopic"))
-    {
-        Ok(_) => Ok(()),
-        Err(e) if e.is_not_found() => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+        .or_missing()?;
+    Ok(())
 }
