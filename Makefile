@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 MOTO := $(VENV)/bin/moto_server
 
-.PHONY: demo test venv bench lint clean-venv
+.PHONY: demo test venv bench bench-package lint clean-venv
 
 # A Python venv with the pinned moto (the local AWS emulator).
 $(MOTO): requirements-dev.txt
@@ -30,6 +30,10 @@ test: venv lint
 # Wall time and AWS calls of a no-op plan of the local stack (see README).
 bench: venv
 	cargo run --release -p infra --example noop_plan_bench
+
+# Cold and warm Lambda packaging times and zip sizes.
+bench-package: venv
+	cargo run --release -p infra --example package_bench
 
 clean-venv:
 	rm -rf $(VENV)

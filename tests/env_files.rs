@@ -154,3 +154,46 @@ fn an_unknown_env_is_named() {
     assert_eq!(run.code, 1);
     assert!(run.stderr.contains("qa.toml"), "{}", run.all());
 }
+
+#[test]
+fn a_five_field_cron_names_file_line_and_field() {
+    let original =
+        std::fs::read_to_string(testkit::workspace_root().join("stacks/envs/local.toml")).unwrap();
+    let run = plan_with(|t| {
+        t.replace(
+            "optimizer = \"cron(0 7 * * ? *)\"",
+            "optimizer = \"cron(0 7 * * *)\"",
+        )
+    });
+    let line = line_of(&original, "optimizer = \"cron(0 7 * * ? *)\"");
+    assert!(
+        run.stderr.contains(&format!("local.toml:{line}:")),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("schedules.optimizer") && run.stderr.contains("has 5 fields"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn function_limits_name_file_line_and_field() {
+    let run = plan_with(|t| {
+        t.replace(
+            "processor = { memory_mb = 1024, timeout_seconds = 600 }",
+            "processor = { memory_mb = 64, timeout_seconds = 901 }",
+        )
+    });
+    assert!(
+        run.stderr.contains("functions.processor.memory_mb") && run.stderr.contains("64 MB"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("functions.processor.timeout_seconds") && run.stderr.contains("901 s"),
+        "{}",
+        run.all()
+    );
+}
