@@ -11,4 +11,5 @@ pub mod package;
 pub mod plan;
 pub mod render;
 pub mod schedule;
+pub mod sql;
 pub mod state;
