@@ -11,7 +11,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_infra");
 const DATA_BUCKET: &str = "linkedin-ads-local-data-123456789012";
 const STATE_BUCKET: &str = "linkedin-ads-infra-state-123456789012";
 /// Every resource of the local stack.
-const RESOURCES: usize = 29;
+const RESOURCES: usize = 34;
 const FUNCTIONS: [&str; 5] = [
     "collector",
     "processor",
@@ -696,6 +696,12 @@ async fn destroy_purges_data_and_leaves_nothing_tagged_for_the_env() {
     assert!(functions.functions().is_empty(), "functions left");
     let rules = c.events.list_rules().send().await.unwrap();
     assert!(rules.rules().is_empty(), "rules left");
+    let glue = aws_sdk_glue::Client::new(&moto.sdk_config().await);
+    let databases = glue.get_databases().send().await.unwrap();
+    assert!(
+        databases.database_list().is_empty(),
+        "catalog databases left"
+    );
     let list = infra(BIN, Some(&moto), &["state", "list", "--env", "local"]);
     assert_eq!(list.stdout.trim(), "", "state is empty: {}", list.all());
 }

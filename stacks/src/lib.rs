@@ -1,7 +1,8 @@
 //! The LinkedIn Ads stack as typed Rust values, built from an environment file.
 
+pub mod catalog;
 pub mod env;
 pub mod linkedin_ads;
 
 pub use env::{Env, EnvError, EnvErrors};
-pub use linkedin_ads::{STACK_NAME, linkedin_ads};
+pub use linkedin_ads::{Inputs, STACK_NAME, StackError, linkedin_ads};

@@ -9,6 +9,7 @@ use infra_core::model::{
     TopicSpec,
 };
 use infra_core::package::{Artifact, Artifacts};
+use infra_core::sql::{SqlError, SqlFile};
 use serde_json::json;
 
 use crate::env::Env;
@@ -76,9 +77,23 @@ fn access(function: &str) -> Access {
     }
 }
 
-/// Builds the stack for `env`, with the handlers' packages from `artifacts` (by handler
-/// name; a missing one fails validation, naming the function).
-pub fn linkedin_ads(env: &Env, artifacts: &Artifacts) -> Stack {
+/// What the stack is built from besides the env file.
+#[derive(Clone, Debug, Default)]
+pub struct Inputs {
+    /// The handlers' packages, by handler name; a missing one fails validation.
+    pub artifacts: Artifacts,
+    /// `assets/athena/views/*.sql`.
+    pub views: Vec<SqlFile>,
+}
+
+/// Problems found while building the stack, before any AWS call.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+pub struct StackError(pub Vec<SqlError>);
+
+/// Builds the stack for `env` from `inputs`.
+pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
+    let artifacts = &inputs.artifacts;
     let target = env.target(STACK_NAME);
     let mut stack = Stack::new(target.clone());
 
@@ -203,7 +218,8 @@ pub fn linkedin_ads(env: &Env, artifacts: &Artifacts) -> Stack {
 
     stack.add("glue-crawler", crawler_role(&stack, &data));
     stack.add("sagemaker", sagemaker_role(&stack, &data));
-    stack
+    crate::catalog::add(&mut stack, &data, &inputs.views).map_err(StackError)?;
+    Ok(stack)
 }
 
 /// A schedule rule for `function` and the permission for EventBridge to invoke it from that

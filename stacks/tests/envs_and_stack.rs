@@ -27,7 +27,12 @@ fn artifacts() -> Artifacts {
 }
 
 fn stack(env: &Env) -> infra_core::model::Stack {
-    linkedin_ads(env, &artifacts())
+    let views_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/athena/views");
+    let inputs = stacks::Inputs {
+        artifacts: artifacts(),
+        views: infra_core::sql::load_dir(&views_dir).unwrap(),
+    };
+    linkedin_ads(env, &inputs).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn env(name: &str) -> Env {
@@ -84,7 +89,9 @@ fn physical_names_carry_project_and_env() {
     let stack = stack(&env("dev"));
     for r in &stack.resources {
         assert!(
-            r.physical_id.contains("linkedin-ads-dev-"),
+            // Catalog names use `_`: Athena wants them so.
+            r.physical_id.contains("linkedin-ads-dev-")
+                || r.physical_id.starts_with("linkedin_ads_dev"),
             "{}: {}",
             r.address,
             r.physical_id
@@ -224,4 +231,68 @@ fn staging_creates_its_schedules_disabled() {
             assert!(!rule.enabled, "{}", r.address);
         }
     }
+}
+
+#[test]
+fn the_catalog_has_projected_raw_tables_and_the_views() {
+    let stack = stack(&env("local"));
+    let table = |name: &str| {
+        let r = stack
+            .resources
+            .iter()
+            .find(|r| r.address.to_string() == format!("glue_table.{name}"))
+            .unwrap();
+        let Spec::GlueTable(t) = &r.spec else {
+            unreachable!()
+        };
+        (t.clone(), r.depends_on.clone())
+    };
+    let (raw, deps) = table("raw_analytics");
+    assert_eq!(raw.database, "linkedin_ads_local");
+    assert_eq!(raw.parameters["projection.enabled"], "true");
+    assert_eq!(raw.parameters["projection.dt.type"], "date");
+    assert_eq!(
+        raw.parameters["storage.location.template"],
+        "s3://linkedin-ads-local-data-123456789012/raw/linkedin/ad_analytics/dt=${dt}/"
+    );
+    assert_eq!(
+        raw.storage.unwrap().serde_library,
+        "org.apache.hive.hcatalog.data.JsonSerDe"
+    );
+    assert!(deps.iter().any(|d| d.to_string() == "bucket.data"));
+    let (view, deps) = table("creative_performance");
+    assert!(view.view.unwrap().sql.starts_with("WITH latest_rows AS"));
+    assert!(
+        deps.iter()
+            .any(|d| d.to_string() == "glue_table.raw_creatives")
+    );
+    let (summary, _) = table("daily_summary");
+    assert_eq!(summary.columns.last().unwrap().name, "active_creatives");
+}
+
+#[test]
+fn a_view_with_a_syntax_error_or_an_unknown_table_fails_naming_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("daily_summary.sql"),
+        "-- broken\nSELECT date,\nFROM raw_analytics WHERE",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("creative_performance.sql"),
+        "SELECT creative_id\nFROM raw_clicks",
+    )
+    .unwrap();
+    let inputs = stacks::Inputs {
+        artifacts: artifacts(),
+        views: infra_core::sql::load_dir(dir.path()).unwrap(),
+    };
+    let err = linkedin_ads(&env("local"), &inputs)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("daily_summary.sql:3: "), "{err}");
+    assert!(
+        err.contains("creative_performance.sql:2: reads `raw_clicks`"),
+        "{err}"
+    );
 }

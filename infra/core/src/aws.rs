@@ -90,6 +90,7 @@ pub struct Aws {
     pub logs: aws_sdk_cloudwatchlogs::Client,
     pub lambda: aws_sdk_lambda::Client,
     pub events: aws_sdk_eventbridge::Client,
+    pub glue: aws_sdk_glue::Client,
     pub calls: CallCounter,
     pub region: String,
 }
@@ -149,7 +150,13 @@ impl Aws {
                 .interceptor(calls.clone())
                 .build(),
         );
+        let glue = aws_sdk_glue::Client::from_conf(
+            aws_sdk_glue::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
         Aws {
+            glue,
             s3,
             iam,
             sns,
@@ -187,6 +194,7 @@ impl AwsError {
                     | "NoSuchKey"
                     | "ResourceNotFoundException"
                     | "NotFoundException"
+                    | "EntityNotFoundException"
             )
     }
 }

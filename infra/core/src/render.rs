@@ -184,6 +184,8 @@ fn value_change(
 /// Scalars on one line; objects and lists pretty-printed so that diffs are per line.
 fn pretty(value: &Value) -> String {
     match value {
+        // Multi-line text (SQL) is shown as text, so that changes diff line by line.
+        Value::String(s) if s.contains('\n') => s.clone(),
         Value::String(s) => format!("{s:?}"),
         Value::Object(map) if map.is_empty() => "{}".into(),
         Value::Array(items) if items.is_empty() => "[]".into(),

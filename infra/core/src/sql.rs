@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use base64::Engine as _;
 use serde_json::{Value, json};
-use sqlparser::ast::{Query, SetExpr, Statement, visit_relations};
+use sqlparser::ast::{Expr, Query, SelectItem, SetExpr, Statement, visit_relations};
 use sqlparser::dialect::GenericDialect;
 use sqlparser::parser::Parser;
 
@@ -133,6 +133,39 @@ pub fn check(file: &SqlFile, known: &BTreeSet<String>) -> Result<BTreeSet<String
         }
     }
     Ok(tables)
+}
+
+/// The names of the columns the file's query outputs (aliases, or the column a bare
+/// reference names), in order.
+pub fn output_columns(file: &SqlFile) -> Result<Vec<String>, SqlError> {
+    let error = |message: String| SqlError {
+        path: file.path.clone(),
+        line: None,
+        message,
+    };
+    let statements =
+        Parser::parse_sql(&GenericDialect {}, &file.text).map_err(|e| error(e.to_string()))?;
+    let Some(Statement::Query(query)) = statements.first() else {
+        return Err(error("expected a SELECT query".into()));
+    };
+    let SetExpr::Select(select) = query.body.as_ref() else {
+        return Err(error("expected a plain SELECT at the top level".into()));
+    };
+    select
+        .projection
+        .iter()
+        .map(|item| match item {
+            SelectItem::ExprWithAlias { alias, .. } => Ok(alias.value.to_lowercase()),
+            SelectItem::UnnamedExpr(Expr::Identifier(ident)) => Ok(ident.value.to_lowercase()),
+            SelectItem::UnnamedExpr(Expr::CompoundIdentifier(parts)) => Ok(parts
+                .last()
+                .map(|p| p.value.to_lowercase())
+                .unwrap_or_default()),
+            other => Err(error(format!(
+                "name the output column `{other}` with AS, so its name is declared"
+            ))),
+        })
+        .collect()
 }
 
 fn cte_names(query: &Query, out: &mut BTreeSet<String>) {

@@ -45,9 +45,17 @@ impl Context {
         };
         let env =
             Env::load_named(&dir, name).map_err(|e| anyhow!("invalid environment file:\n{e}"))?;
-        let artifacts = match packaging {
+        let workspace = find_workspace(paths.workspace.as_deref(), &dir)?;
+        let views = infra_core::sql::load_dir(&workspace.join("assets/athena/views"))?;
+        let mut inputs = stacks::Inputs {
+            artifacts: unpackaged(),
+            views,
+        };
+        // The SQL and the rest of the stack are checked before the (slower) packaging.
+        let stack = stacks::linkedin_ads(&env, &inputs).context("the stack is not valid")?;
+        plan::validate(&stack).with_context(|| format!("stack for env `{name}`"))?;
+        inputs.artifacts = match packaging {
             Packaging::Build => {
-                let workspace = find_workspace(paths.workspace.as_deref(), &dir)?;
                 let packager = Packager::new(&workspace);
                 let announce = |handlers: &[&str]| {
                     eprintln!(
@@ -61,7 +69,7 @@ impl Context {
             }
             Packaging::Skip => unpackaged(),
         };
-        let stack = stacks::linkedin_ads(&env, &artifacts);
+        let stack = stacks::linkedin_ads(&env, &inputs).context("the stack is not valid")?;
         plan::validate(&stack).with_context(|| format!("stack for env `{name}`"))?;
         let aws = Aws::connect(&stack.target.region).await;
         let store = StateStore::new(aws.clone(), stack.target.state.clone());

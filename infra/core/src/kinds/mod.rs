@@ -4,6 +4,8 @@
 
 pub mod bucket;
 pub mod function_url;
+pub mod glue_database;
+pub mod glue_table;
 pub mod lambda;
 pub mod log_group;
 pub mod permission;
@@ -83,6 +85,8 @@ pub fn validate(resource: &Resource) -> Vec<Invalid> {
         Spec::Permission(s) => permission::validate(s),
         Spec::FunctionUrl(s) => function_url::validate(s),
         Spec::Rule(s) => rule::validate(s),
+        Spec::GlueDatabase(s) => glue_database::validate(s),
+        Spec::GlueTable(s) => glue_table::validate(s),
     };
     if let Some(tags) = resource.spec.tags() {
         problems.extend(validate_tags(tags));
@@ -111,6 +115,7 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         of(Kind::FunctionUrl),
         of(Kind::Rule),
     );
+    let (databases, tables) = (of(Kind::GlueDatabase), of(Kind::GlueTable));
     let (buckets, roles, topics, logs, lambdas, permissions, urls, rules) = tokio::try_join!(
         bucket::read(aws, &buckets),
         role::read(aws, &roles),
@@ -120,6 +125,10 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         permission::read(aws, &permissions),
         function_url::read(aws, &urls),
         rule::read(aws, &rules),
+    )?;
+    let (databases, tables) = tokio::try_join!(
+        glue_database::read(aws, target, &databases),
+        glue_table::read(aws, &tables),
     )?;
     let mut live = LiveMap::new();
     for part in [
@@ -131,6 +140,8 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         permissions,
         urls,
         rules,
+        databases,
+        tables,
     ] {
         live.extend(part);
     }
@@ -148,6 +159,8 @@ pub fn fields(spec: &Spec) -> Fields {
         Spec::Permission(s) => permission::fields(s),
         Spec::FunctionUrl(s) => function_url::fields(s),
         Spec::Rule(s) => rule::fields(s),
+        Spec::GlueDatabase(s) => glue_database::fields(s),
+        Spec::GlueTable(s) => glue_table::fields(s),
     }
 }
 
@@ -162,6 +175,8 @@ pub fn forces_replacement(kind: Kind, field: &str) -> bool {
         Kind::Permission => permission::REPLACE_FIELDS.contains(&field),
         Kind::FunctionUrl => function_url::REPLACE_FIELDS.contains(&field),
         Kind::Rule => rule::REPLACE_FIELDS.contains(&field),
+        Kind::GlueDatabase => glue_database::REPLACE_FIELDS.contains(&field),
+        Kind::GlueTable => glue_table::REPLACE_FIELDS.contains(&field),
     }
 }
 
@@ -183,6 +198,8 @@ pub async fn create(aws: &Aws, target: &Target, resource: &Resource) -> Result<(
         Spec::Permission(s) => permission::create(aws, s).await,
         Spec::FunctionUrl(s) => function_url::create(aws, s).await,
         Spec::Rule(s) => rule::create(aws, s).await,
+        Spec::GlueDatabase(s) => glue_database::create(aws, target, s).await,
+        Spec::GlueTable(s) => glue_table::create(aws, s).await,
     }
 }
 
@@ -201,6 +218,10 @@ pub async fn update(
         (Spec::Lambda(d), Spec::Lambda(l)) => lambda::update(aws, target, d, l).await,
         (Spec::FunctionUrl(d), Spec::FunctionUrl(_)) => function_url::update(aws, d).await,
         (Spec::Rule(d), Spec::Rule(l)) => rule::update(aws, target, d, l).await,
+        (Spec::GlueDatabase(d), Spec::GlueDatabase(l)) => {
+            glue_database::update(aws, target, d, l).await
+        }
+        (Spec::GlueTable(d), Spec::GlueTable(_)) => glue_table::update(aws, d).await,
         (d, l) => Err(OpError::Refused(format!(
             "cannot update a {} from a live {}",
             d.kind(),
@@ -225,6 +246,8 @@ pub async fn delete(
         Kind::Permission => permission::delete(aws, physical_id).await,
         Kind::FunctionUrl => function_url::delete(aws, physical_id).await,
         Kind::Rule => rule::delete(aws, physical_id).await,
+        Kind::GlueDatabase => glue_database::delete(aws, physical_id).await,
+        Kind::GlueTable => glue_table::delete(aws, physical_id).await,
     }
 }
 

@@ -14,6 +14,8 @@ pub use crate::kinds::bucket::{
     BucketSpec, Encryption, LifecycleRule, PublicAccessBlock, Transition,
 };
 pub use crate::kinds::function_url::FunctionUrlSpec;
+pub use crate::kinds::glue_database::GlueDatabaseSpec;
+pub use crate::kinds::glue_table::{GlueTableSpec, Storage, TableColumn, View};
 pub use crate::kinds::lambda::{LambdaCode, LambdaSpec};
 pub use crate::kinds::log_group::LogGroupSpec;
 pub use crate::kinds::permission::PermissionSpec;
@@ -34,10 +36,12 @@ pub enum Kind {
     Permission,
     FunctionUrl,
     Rule,
+    GlueDatabase,
+    GlueTable,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 8] = [
+    pub const ALL: [Kind; 10] = [
         Kind::Bucket,
         Kind::Role,
         Kind::Topic,
@@ -46,6 +50,8 @@ impl Kind {
         Kind::Permission,
         Kind::FunctionUrl,
         Kind::Rule,
+        Kind::GlueDatabase,
+        Kind::GlueTable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -58,6 +64,8 @@ impl Kind {
             Kind::Permission => "permission",
             Kind::FunctionUrl => "function_url",
             Kind::Rule => "rule",
+            Kind::GlueDatabase => "glue_database",
+            Kind::GlueTable => "glue_table",
         }
     }
 }
@@ -138,6 +146,8 @@ pub enum Spec {
     Permission(PermissionSpec),
     FunctionUrl(FunctionUrlSpec),
     Rule(RuleSpec),
+    GlueDatabase(GlueDatabaseSpec),
+    GlueTable(GlueTableSpec),
 }
 
 impl Spec {
@@ -151,6 +161,8 @@ impl Spec {
             Spec::Permission(_) => Kind::Permission,
             Spec::FunctionUrl(_) => Kind::FunctionUrl,
             Spec::Rule(_) => Kind::Rule,
+            Spec::GlueDatabase(_) => Kind::GlueDatabase,
+            Spec::GlueTable(_) => Kind::GlueTable,
         }
     }
 
@@ -163,7 +175,8 @@ impl Spec {
             Spec::LogGroup(s) => Some(&s.tags),
             Spec::Lambda(s) => Some(&s.tags),
             Spec::Rule(s) => Some(&s.tags),
-            Spec::Permission(_) | Spec::FunctionUrl(_) => None,
+            Spec::GlueDatabase(s) => Some(&s.tags),
+            Spec::Permission(_) | Spec::FunctionUrl(_) | Spec::GlueTable(_) => None,
         }
     }
 
@@ -175,14 +188,16 @@ impl Spec {
             Spec::LogGroup(s) => Some(&mut s.tags),
             Spec::Lambda(s) => Some(&mut s.tags),
             Spec::Rule(s) => Some(&mut s.tags),
-            Spec::Permission(_) | Spec::FunctionUrl(_) => None,
+            Spec::GlueDatabase(s) => Some(&mut s.tags),
+            Spec::Permission(_) | Spec::FunctionUrl(_) | Spec::GlueTable(_) => None,
         }
     }
 
     /// Addresses this spec refers to: the edges of the dependency graph.
     pub fn references(&self) -> BTreeSet<Address> {
         match self {
-            Spec::Bucket(_) | Spec::LogGroup(_) => BTreeSet::new(),
+            Spec::Bucket(_) | Spec::LogGroup(_) | Spec::GlueDatabase(_) => BTreeSet::new(),
+            Spec::GlueTable(s) => s.references.clone(),
             Spec::Role(s) => s.references(),
             Spec::Topic(s) => s.references(),
             Spec::Lambda(s) => s.references.clone(),
@@ -362,7 +377,7 @@ impl Stack {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
     #[error(
-        "unknown resource kind `{0}` (known: bucket, role, topic, log_group, lambda, permission, function_url, rule)"
+        "unknown resource kind `{0}` (known: bucket, role, topic, log_group, lambda, permission, function_url, rule, glue_database, glue_table)"
     )]
     UnknownKind(String),
     #[error("`{0}` is not an address of the form <kind>.<name>")]

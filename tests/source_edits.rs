@@ -1,11 +1,14 @@
-//! Editing one handler's source updates that function's code and nothing else. This test
-//! edits a file of the workspace (restored on drop), so it is alone in its test binary: cargo
-//! runs test binaries one after another.
+//! Edits to the workspace's sources show up in the plan: one handler's source updates that
+//! function's code and nothing else; a view's SQL shows as a unified diff and is applied.
+//! These tests edit files of the workspace (restored on drop), so they live in their own test
+//! binary (cargo runs test binaries one after another) and take turns through `EDITING`.
 
 use serde_json::Value;
 use testkit::{Moto, infra, workspace_root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_infra");
+
+static EDITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 /// Restores a file's original text when dropped, even if the test fails.
 struct Restore {
@@ -41,6 +44,9 @@ fn updates(plan: &Value) -> Vec<(String, Vec<String>)> {
 
 #[test]
 fn editing_one_handler_updates_only_its_function() {
+    let _turn = EDITING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
     let moto = Moto::start();
     let applied = infra(
         BIN,
@@ -116,4 +122,72 @@ fn editing_one_handler_updates_only_its_function() {
             vec!["code_sha256".to_string()]
         )]
     );
+}
+
+#[test]
+fn editing_a_view_shows_a_sql_diff_and_apply_updates_it() {
+    let _turn = EDITING
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let moto = Moto::start();
+    let applied = infra(
+        BIN,
+        Some(&moto),
+        &["apply", "--env", "local", "--auto-approve"],
+    );
+    assert_eq!(applied.code, 0, "{}", applied.all());
+
+    let path = workspace_root().join("assets/athena/views/daily_summary.sql");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let restore = Restore {
+        path: path.clone(),
+        original: original.clone(),
+    };
+    let edited = original.replace(
+        "WHERE rank_in_day = 1",
+        "WHERE rank_in_day = 1 AND impressions >= 0",
+    );
+    assert_ne!(edited, original);
+    std::fs::write(&path, edited).unwrap();
+
+    let plan = infra(BIN, Some(&moto), &["plan", "--env", "local"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(
+        plan.stdout.contains("glue_table.daily_summary  (update)"),
+        "{}",
+        plan.all()
+    );
+    assert!(
+        plan.stdout.contains("-WHERE rank_in_day = 1\n"),
+        "{}",
+        plan.all()
+    );
+    assert!(
+        plan.stdout
+            .contains("+WHERE rank_in_day = 1 AND impressions >= 0"),
+        "{}",
+        plan.all()
+    );
+    assert!(
+        plan.stdout.contains("Plan: 0 to create, 1 to update"),
+        "only the view: {}",
+        plan.all()
+    );
+
+    let applied = infra(
+        BIN,
+        Some(&moto),
+        &["apply", "--env", "local", "--auto-approve"],
+    );
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    assert_eq!(
+        infra(
+            BIN,
+            Some(&moto),
+            &["plan", "--env", "local", "--detailed-exitcode"]
+        )
+        .code,
+        0
+    );
+    drop(restore);
 }

@@ -1,0 +1,217 @@
+//! The data catalog of the stack: the Glue database, the raw tables over the collector's
+//! NDJSON (partition projection on `dt`, so new days need no registration) and the Athena views
+//! from `assets/athena/views/*.sql`, each checked (syntax, tables read, output columns) before
+//! any AWS call.
+
+use std::collections::BTreeSet;
+
+use infra_core::model::{BucketSpec, GlueDatabaseSpec, GlueTableSpec, Ref, Stack, TableColumn};
+use infra_core::sql::{self, SqlError, SqlFile};
+
+/// Raw rows start being collected on this day; projection covers it through today.
+const PROJECTION_START: &str = "2024-01-01";
+
+const RAW_ANALYTICS: &[(&str, &str)] = &[
+    ("creative_id", "string"),
+    ("account_id", "string"),
+    ("campaign_id", "string"),
+    ("date", "string"),
+    ("impressions", "bigint"),
+    ("clicks", "bigint"),
+    ("cost_local", "double"),
+    ("cost_usd", "double"),
+    ("conversions", "bigint"),
+    ("likes", "bigint"),
+    ("comments", "bigint"),
+    ("shares", "bigint"),
+    ("follows", "bigint"),
+    ("total_engagements", "bigint"),
+    ("landing_page_clicks", "bigint"),
+    ("video_views", "bigint"),
+    ("one_click_leads", "bigint"),
+    ("run_id", "string"),
+];
+
+const RAW_CREATIVES: &[(&str, &str)] = &[
+    ("creative_id", "string"),
+    ("account_id", "string"),
+    ("campaign_id", "string"),
+    ("status", "string"),
+    ("headline", "string"),
+    ("description", "string"),
+    ("call_to_action", "string"),
+    ("landing_page", "string"),
+    ("image_url", "string"),
+    ("targeting_summary", "string"),
+    ("run_id", "string"),
+];
+
+/// Metrics of a window: the totals and the ratios derived from them.
+const WINDOW: &[(&str, &str)] = &[
+    ("impressions", "bigint"),
+    ("clicks", "bigint"),
+    ("spend_usd", "double"),
+    ("conversions", "bigint"),
+    ("ctr", "double"),
+    ("cpc_usd", "double"),
+    ("cpm_usd", "double"),
+    ("conversion_rate", "double"),
+];
+
+/// The declared output columns of each view; the SQL must produce exactly these.
+fn view_columns(view: &str) -> Option<Vec<TableColumn>> {
+    let c = |(n, t): &(&str, &str)| TableColumn::new(n, t);
+    match view {
+        "creative_performance" => {
+            let mut columns: Vec<TableColumn> = [
+                ("creative_id", "string"),
+                ("campaign_id", "string"),
+                ("account_id", "string"),
+                ("status", "string"),
+                ("headline", "string"),
+                ("description", "string"),
+                ("call_to_action", "string"),
+                ("landing_page", "string"),
+                ("image_url", "string"),
+            ]
+            .iter()
+            .map(c)
+            .collect();
+            for suffix in ["", "_7d", "_30d"] {
+                columns.extend(
+                    WINDOW
+                        .iter()
+                        .map(|(n, t)| TableColumn::new(&format!("{n}{suffix}"), t)),
+                );
+            }
+            Some(columns)
+        }
+        "daily_summary" => {
+            let mut columns: Vec<TableColumn> = [("date", "string"), ("campaign_id", "string")]
+                .iter()
+                .map(c)
+                .collect();
+            columns.extend(WINDOW.iter().map(c));
+            columns.push(TableColumn::new("active_creatives", "bigint"));
+            Some(columns)
+        }
+        _ => None,
+    }
+}
+
+/// The catalog database's name: `<project>_<env>` (Athena wants lowercase and `_`).
+pub fn database_name(stack: &Stack) -> String {
+    format!("{}_{}", stack.target.project, stack.target.env).replace('-', "_")
+}
+
+/// Adds the database, the raw tables and the views to `stack`.
+pub fn add(
+    stack: &mut Stack,
+    data: &Ref<BucketSpec>,
+    views: &[SqlFile],
+) -> Result<(), Vec<SqlError>> {
+    let database = stack.add(
+        "catalog",
+        GlueDatabaseSpec {
+            name: database_name(stack),
+            description: format!("LinkedIn Ads data of {}", stack.target.env),
+            tags: Default::default(),
+        },
+    );
+    let columns = |cols: &[(&str, &str)]| {
+        cols.iter()
+            .map(|(n, t)| TableColumn::new(n, t))
+            .collect::<Vec<_>>()
+    };
+    let dt = vec![TableColumn::new("dt", "string")];
+    let mut raw = Vec::new();
+    for (name, prefix, cols, description) in [
+        (
+            "raw_analytics",
+            "raw/linkedin/ad_analytics",
+            RAW_ANALYTICS,
+            "One row per creative and day, per collection run",
+        ),
+        (
+            "raw_creatives",
+            "raw/linkedin/creatives",
+            RAW_CREATIVES,
+            "Creative content and status, per collection run",
+        ),
+    ] {
+        let location = format!("s3://{}/{prefix}/", data.name);
+        let table = stack.add(
+            name,
+            GlueTableSpec::json_lines(
+                &database,
+                name,
+                description,
+                columns(cols),
+                dt.clone(),
+                location.clone(),
+            )
+            .project_dates("dt", PROJECTION_START, format!("{location}dt=${{dt}}/"))
+            .depends_on(&data.address),
+        );
+        raw.push(table);
+    }
+    let known: BTreeSet<String> = ["raw_analytics", "raw_creatives"].map(String::from).into();
+    let mut problems = Vec::new();
+    for view in views {
+        match view_table(&database, view, &known) {
+            Ok(spec) => {
+                let spec = raw.iter().fold(spec, |s, r| s.depends_on(&r.address));
+                stack.add(&view.name, spec);
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(problems)
+    }
+}
+
+fn view_table(
+    database: &Ref<GlueDatabaseSpec>,
+    view: &SqlFile,
+    known: &BTreeSet<String>,
+) -> Result<GlueTableSpec, SqlError> {
+    sql::check(view, known)?;
+    let declared = view_columns(&view.name).ok_or_else(|| SqlError {
+        path: view.path.clone(),
+        line: None,
+        message: format!(
+            "no columns are declared for view `{}` (stacks/src/catalog.rs)",
+            view.name
+        ),
+    })?;
+    let produced = sql::output_columns(view)?;
+    let names: Vec<String> = declared.iter().map(|c| c.name.clone()).collect();
+    if produced != names {
+        return Err(SqlError {
+            path: view.path.clone(),
+            line: None,
+            message: format!(
+                "the query outputs columns ({}) other than those declared for the view ({})",
+                produced.join(", "),
+                names.join(", ")
+            ),
+        });
+    }
+    Ok(GlueTableSpec::view(
+        database,
+        &view.name,
+        &format!(
+            "Athena view from {}",
+            view.path
+                .file_name()
+                .map(|f| f.to_string_lossy())
+                .unwrap_or_default()
+        ),
+        view.query(),
+        view.path.clone(),
+        declared,
+    ))
+}
