@@ -1,5 +1,6 @@
-//! End-to-end tests of the data catalog: the Glue database, the raw tables with partition
-//! projection, and the Athena views stored as Athena stores them.
+//! End-to-end tests of the data catalog and query layer: the Glue database, the raw tables
+//! with partition projection, the Athena views stored as Athena stores them, the crawler, the
+//! workgroup and its named queries.
 
 use base64::Engine as _;
 use serde_json::Value;
@@ -104,6 +105,114 @@ async fn database_raw_tables_and_views_then_drift_on_a_view() {
         )
         .code,
         0
+    );
+
+    // The crawler: raw prefixes, daily after collection, its own table prefix, schema changes
+    // only logged, new folders only, under the crawler role.
+    let crawler = glue
+        .get_crawler()
+        .name("linkedin-ads-local-raw")
+        .send()
+        .await
+        .unwrap();
+    let crawler = crawler.crawler().unwrap();
+    assert_eq!(
+        crawler.role(),
+        Some("arn:aws:iam::123456789012:role/linkedin-ads-local-glue-crawler")
+    );
+    assert_eq!(crawler.database_name(), Some(DATABASE));
+    assert_eq!(crawler.table_prefix(), Some("crawled_"));
+    assert_eq!(
+        crawler.schedule().and_then(|s| s.schedule_expression()),
+        Some("cron(0 1 * * ? *)")
+    );
+    let policy = crawler.schema_change_policy().unwrap();
+    assert_eq!(policy.update_behavior().map(|b| b.as_str()), Some("LOG"));
+    assert_eq!(policy.delete_behavior().map(|b| b.as_str()), Some("LOG"));
+    assert_eq!(
+        crawler
+            .recrawl_policy()
+            .and_then(|p| p.recrawl_behavior())
+            .map(|b| b.as_str()),
+        Some("CRAWL_NEW_FOLDERS_ONLY")
+    );
+    let paths: Vec<&str> = crawler
+        .targets()
+        .unwrap()
+        .s3_targets()
+        .iter()
+        .filter_map(|t| t.path())
+        .collect();
+    assert_eq!(
+        paths,
+        [
+            "s3://linkedin-ads-local-data-123456789012/raw/linkedin/ad_analytics/",
+            "s3://linkedin-ads-local-data-123456789012/raw/linkedin/creatives/"
+        ]
+    );
+
+    // The workgroup: encrypted results under athena-results/, enforced, with the env's cutoff.
+    let athena = aws_sdk_athena::Client::new(&moto.sdk_config().await);
+    let group = athena
+        .get_work_group()
+        .work_group("linkedin-ads-local-analytics")
+        .send()
+        .await
+        .unwrap();
+    let config = group.work_group().unwrap().configuration().unwrap();
+    let results = config.result_configuration().unwrap();
+    assert_eq!(
+        results.output_location(),
+        Some("s3://linkedin-ads-local-data-123456789012/athena-results/")
+    );
+    assert_eq!(
+        results
+            .encryption_configuration()
+            .unwrap()
+            .encryption_option()
+            .as_str(),
+        "SSE_S3"
+    );
+    assert_eq!(config.enforce_work_group_configuration(), Some(true));
+    assert_eq!(
+        config.bytes_scanned_cutoff_per_query(),
+        Some(10_737_418_240)
+    );
+
+    // The named queries, from assets/athena/queries, thresholds filled from the env file.
+    let ids = athena
+        .list_named_queries()
+        .work_group("linkedin-ads-local-analytics")
+        .send()
+        .await
+        .unwrap();
+    let mut names = Vec::new();
+    for id in ids.named_query_ids() {
+        let q = athena
+            .get_named_query()
+            .named_query_id(id)
+            .send()
+            .await
+            .unwrap();
+        let q = q.named_query().unwrap();
+        assert_eq!(q.database(), DATABASE);
+        if q.name() == "creatives_below_ctr_threshold" {
+            assert!(
+                q.query_string().contains("ctr_7d < 0.004") && q.query_string().contains(">= 1000"),
+                "{}",
+                q.query_string()
+            );
+        }
+        names.push(q.name().to_string());
+    }
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "creatives_below_ctr_threshold",
+            "spend_by_campaign_by_day",
+            "top_creatives_by_ctr_7d"
+        ]
     );
 
     // A view changed out of band is drift, and apply puts the file's query back.

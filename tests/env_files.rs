@@ -197,3 +197,86 @@ fn function_limits_name_file_line_and_field() {
         run.all()
     );
 }
+
+/// A workspace copy with `edit` applied to one view's SQL; only what the stack reads before
+/// packaging is needed (the runtime manifest marks the workspace).
+fn plan_with_view(name: &str, sql: &str) -> testkit::Run {
+    let root = testkit::workspace_root();
+    let copy = tempfile::tempdir().unwrap();
+    for dir in [
+        "runtime",
+        "assets/athena/views",
+        "assets/athena/queries",
+        "stacks/envs",
+    ] {
+        std::fs::create_dir_all(copy.path().join(dir)).unwrap();
+    }
+    std::fs::copy(
+        root.join("runtime/Cargo.toml"),
+        copy.path().join("runtime/Cargo.toml"),
+    )
+    .unwrap();
+    for dir in [
+        "assets/athena/views",
+        "assets/athena/queries",
+        "stacks/envs",
+    ] {
+        for entry in std::fs::read_dir(root.join(dir)).unwrap() {
+            let entry = entry.unwrap();
+            std::fs::copy(entry.path(), copy.path().join(dir).join(entry.file_name())).unwrap();
+        }
+    }
+    std::fs::write(
+        copy.path()
+            .join("assets/athena/views")
+            .join(format!("{name}.sql")),
+        sql,
+    )
+    .unwrap();
+    let envs = copy.path().join("stacks/envs");
+    let run = infra(
+        BIN,
+        None,
+        &[
+            "plan",
+            "--env",
+            "local",
+            "--envs-dir",
+            envs.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        !run.stderr.contains("DispatchFailure") && !run.stderr.contains("Packaging"),
+        "{}",
+        run.all()
+    );
+    run
+}
+
+#[test]
+fn a_view_with_a_syntax_error_fails_the_plan_naming_file_and_line() {
+    let run = plan_with_view(
+        "daily_summary",
+        "-- summary\nSELECT date, campaign_id\nFROM raw_analytics\nGROUP BY",
+    );
+    assert!(
+        run.stderr.contains("daily_summary.sql:4: "),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn a_view_reading_an_undeclared_table_fails_the_plan_naming_file_and_line() {
+    let run = plan_with_view(
+        "daily_summary",
+        "-- summary\nSELECT date, campaign_id\nFROM raw_clicks",
+    );
+    assert!(
+        run.stderr
+            .contains("daily_summary.sql:3: reads `raw_clicks`"),
+        "{}",
+        run.all()
+    );
+}

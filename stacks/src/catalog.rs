@@ -5,7 +5,16 @@
 
 use std::collections::BTreeSet;
 
-use infra_core::model::{BucketSpec, GlueDatabaseSpec, GlueTableSpec, Ref, Stack, TableColumn};
+use infra_core::model::{
+    BucketSpec, CrawlerSpec, GlueDatabaseSpec, GlueTableSpec, NamedQuery, Ref, RoleSpec, Stack,
+    TableColumn, WorkgroupSpec,
+};
+
+use crate::env::Env;
+
+/// Tables the crawler creates carry this prefix, so that it can never overwrite the tables
+/// the engine manages (`raw_analytics`, `raw_creatives`, the views).
+pub const CRAWLED_TABLE_PREFIX: &str = "crawled_";
 use infra_core::sql::{self, SqlError, SqlFile};
 
 /// Raw rows start being collected on this day; projection covers it through today.
@@ -104,11 +113,14 @@ pub fn database_name(stack: &Stack) -> String {
     format!("{}_{}", stack.target.project, stack.target.env).replace('-', "_")
 }
 
-/// Adds the database, the raw tables and the views to `stack`.
+/// Adds the database, the raw tables, the views, the crawler and the Athena workgroup.
 pub fn add(
     stack: &mut Stack,
+    env: &Env,
     data: &Ref<BucketSpec>,
+    crawler_role: &Ref<RoleSpec>,
     views: &[SqlFile],
+    queries: &[SqlFile],
 ) -> Result<(), Vec<SqlError>> {
     let database = stack.add(
         "catalog",
@@ -155,6 +167,33 @@ pub fn add(
         );
         raw.push(table);
     }
+    // The crawler watches the raw prefixes for schema changes it only logs, and keeps its
+    // tables apart from the engine's by their prefix.
+    let mut crawler = CrawlerSpec::new_folders_only(
+        stack.target.name("raw"),
+        crawler_role,
+        &database,
+        vec![
+            format!("s3://{}/raw/linkedin/ad_analytics/", data.name),
+            format!("s3://{}/raw/linkedin/creatives/", data.name),
+        ],
+        CRAWLED_TABLE_PREFIX,
+    );
+    crawler.description = "Schema discovery over the raw LinkedIn data (logs changes only)".into();
+    crawler.schedule = Some(env.schedules.crawler.get_ref().clone());
+    stack.add("raw", crawler);
+    let mut workgroup = WorkgroupSpec {
+        name: stack.target.name("analytics"),
+        description: "LinkedIn Ads analytics queries".into(),
+        output_location: format!("s3://{}/athena-results/", data.name),
+        result_encryption: "SSE_S3".into(),
+        enforce_configuration: true,
+        bytes_scanned_cutoff: Some(*env.thresholds.athena_bytes_scanned_cutoff.get_ref()),
+        publish_metrics: true,
+        named_queries: Default::default(),
+        tags: Default::default(),
+        references: [data.address.clone()].into(),
+    };
     let known: BTreeSet<String> = ["raw_analytics", "raw_creatives"].map(String::from).into();
     let mut problems = Vec::new();
     for view in views {
@@ -166,10 +205,55 @@ pub fn add(
             Err(e) => problems.push(e),
         }
     }
+    // Named queries may read the raw tables and the views.
+    let mut readable = known.clone();
+    readable.extend(views.iter().map(|v| v.name.clone()));
+    let database_name = database.name.clone();
+    for query in queries {
+        let query = with_thresholds(query, env);
+        match sql::check(&query, &readable) {
+            Ok(_) => {
+                let description = query
+                    .text
+                    .lines()
+                    .take_while(|l| l.trim_start().starts_with("--"))
+                    .map(|l| l.trim_start().trim_start_matches("--").trim())
+                    .collect::<Vec<_>>()
+                    .join(" ");
+                workgroup.named_queries.insert(
+                    query.name.clone(),
+                    NamedQuery {
+                        database: database_name.clone(),
+                        description: description.chars().take(1024).collect(),
+                        sql: query.query(),
+                        id: None,
+                    },
+                );
+            }
+            Err(e) => problems.push(e),
+        }
+    }
+    stack.add("analytics", workgroup);
     if problems.is_empty() {
         Ok(())
     } else {
         Err(problems)
+    }
+}
+
+/// Fills `{{min_ctr}}` and `{{min_impressions}}` from the env's alarm thresholds, so a
+/// query and the alarm it explains use the same numbers.
+fn with_thresholds(query: &SqlFile, env: &Env) -> SqlFile {
+    let text = query
+        .text
+        .replace("{{min_ctr}}", &env.thresholds.min_ctr.get_ref().to_string())
+        .replace(
+            "{{min_impressions}}",
+            &env.thresholds.min_impressions_for_ctr.get_ref().to_string(),
+        );
+    SqlFile {
+        text,
+        ..query.clone()
     }
 }
 

@@ -84,6 +84,8 @@ pub struct Inputs {
     pub artifacts: Artifacts,
     /// `assets/athena/views/*.sql`.
     pub views: Vec<SqlFile>,
+    /// `assets/athena/queries/*.sql`.
+    pub queries: Vec<SqlFile>,
 }
 
 /// Problems found while building the stack, before any AWS call.
@@ -216,9 +218,17 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
         }
     }
 
-    stack.add("glue-crawler", crawler_role(&stack, &data));
+    let crawler_role = stack.add("glue-crawler", crawler_role(&stack, &data));
     stack.add("sagemaker", sagemaker_role(&stack, &data));
-    crate::catalog::add(&mut stack, &data, &inputs.views).map_err(StackError)?;
+    crate::catalog::add(
+        &mut stack,
+        env,
+        &data,
+        &crawler_role,
+        &inputs.views,
+        &inputs.queries,
+    )
+    .map_err(StackError)?;
     Ok(stack)
 }
 

@@ -31,6 +31,7 @@ fn stack(env: &Env) -> infra_core::model::Stack {
     let inputs = stacks::Inputs {
         artifacts: artifacts(),
         views: infra_core::sql::load_dir(&views_dir).unwrap(),
+        queries: infra_core::sql::load_dir(&views_dir.join("../queries")).unwrap(),
     };
     linkedin_ads(env, &inputs).unwrap_or_else(|e| panic!("{e}"))
 }
@@ -286,6 +287,7 @@ fn a_view_with_a_syntax_error_or_an_unknown_table_fails_naming_file_and_line() {
     let inputs = stacks::Inputs {
         artifacts: artifacts(),
         views: infra_core::sql::load_dir(dir.path()).unwrap(),
+        queries: Vec::new(),
     };
     let err = linkedin_ads(&env("local"), &inputs)
         .unwrap_err()

@@ -91,6 +91,7 @@ pub struct Aws {
     pub lambda: aws_sdk_lambda::Client,
     pub events: aws_sdk_eventbridge::Client,
     pub glue: aws_sdk_glue::Client,
+    pub athena: aws_sdk_athena::Client,
     pub calls: CallCounter,
     pub region: String,
 }
@@ -155,8 +156,14 @@ impl Aws {
                 .interceptor(calls.clone())
                 .build(),
         );
+        let athena = aws_sdk_athena::Client::from_conf(
+            aws_sdk_athena::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
         Aws {
             glue,
+            athena,
             s3,
             iam,
             sns,

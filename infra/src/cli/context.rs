@@ -46,10 +46,10 @@ impl Context {
         let env =
             Env::load_named(&dir, name).map_err(|e| anyhow!("invalid environment file:\n{e}"))?;
         let workspace = find_workspace(paths.workspace.as_deref(), &dir)?;
-        let views = infra_core::sql::load_dir(&workspace.join("assets/athena/views"))?;
         let mut inputs = stacks::Inputs {
             artifacts: unpackaged(),
-            views,
+            views: infra_core::sql::load_dir(&workspace.join("assets/athena/views"))?,
+            queries: infra_core::sql::load_dir(&workspace.join("assets/athena/queries"))?,
         };
         // The SQL and the rest of the stack are checked before the (slower) packaging.
         let stack = stacks::linkedin_ads(&env, &inputs).context("the stack is not valid")?;

@@ -3,6 +3,7 @@
 //! module only dispatches on [`Kind`] and holds what every kind shares (tags, fields).
 
 pub mod bucket;
+pub mod crawler;
 pub mod function_url;
 pub mod glue_database;
 pub mod glue_table;
@@ -12,6 +13,7 @@ pub mod permission;
 pub mod role;
 pub mod rule;
 pub mod topic;
+pub mod workgroup;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -87,6 +89,8 @@ pub fn validate(resource: &Resource) -> Vec<Invalid> {
         Spec::Rule(s) => rule::validate(s),
         Spec::GlueDatabase(s) => glue_database::validate(s),
         Spec::GlueTable(s) => glue_table::validate(s),
+        Spec::Crawler(s) => crawler::validate(s),
+        Spec::Workgroup(s) => workgroup::validate(s),
     };
     if let Some(tags) = resource.spec.tags() {
         problems.extend(validate_tags(tags));
@@ -116,6 +120,7 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         of(Kind::Rule),
     );
     let (databases, tables) = (of(Kind::GlueDatabase), of(Kind::GlueTable));
+    let (crawlers, workgroups) = (of(Kind::Crawler), of(Kind::Workgroup));
     let (buckets, roles, topics, logs, lambdas, permissions, urls, rules) = tokio::try_join!(
         bucket::read(aws, &buckets),
         role::read(aws, &roles),
@@ -126,9 +131,11 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         function_url::read(aws, &urls),
         rule::read(aws, &rules),
     )?;
-    let (databases, tables) = tokio::try_join!(
+    let (databases, tables, crawlers, workgroups) = tokio::try_join!(
         glue_database::read(aws, target, &databases),
         glue_table::read(aws, &tables),
+        crawler::read(aws, target, &crawlers),
+        workgroup::read(aws, target, &workgroups),
     )?;
     let mut live = LiveMap::new();
     for part in [
@@ -142,6 +149,8 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         rules,
         databases,
         tables,
+        crawlers,
+        workgroups,
     ] {
         live.extend(part);
     }
@@ -161,6 +170,8 @@ pub fn fields(spec: &Spec) -> Fields {
         Spec::Rule(s) => rule::fields(s),
         Spec::GlueDatabase(s) => glue_database::fields(s),
         Spec::GlueTable(s) => glue_table::fields(s),
+        Spec::Crawler(s) => crawler::fields(s),
+        Spec::Workgroup(s) => workgroup::fields(s),
     }
 }
 
@@ -177,6 +188,8 @@ pub fn forces_replacement(kind: Kind, field: &str) -> bool {
         Kind::Rule => rule::REPLACE_FIELDS.contains(&field),
         Kind::GlueDatabase => glue_database::REPLACE_FIELDS.contains(&field),
         Kind::GlueTable => glue_table::REPLACE_FIELDS.contains(&field),
+        Kind::Crawler => crawler::REPLACE_FIELDS.contains(&field),
+        Kind::Workgroup => workgroup::REPLACE_FIELDS.contains(&field),
     }
 }
 
@@ -200,6 +213,8 @@ pub async fn create(aws: &Aws, target: &Target, resource: &Resource) -> Result<(
         Spec::Rule(s) => rule::create(aws, s).await,
         Spec::GlueDatabase(s) => glue_database::create(aws, target, s).await,
         Spec::GlueTable(s) => glue_table::create(aws, s).await,
+        Spec::Crawler(s) => crawler::create(aws, target, s).await,
+        Spec::Workgroup(s) => workgroup::create(aws, target, s).await,
     }
 }
 
@@ -222,6 +237,8 @@ pub async fn update(
             glue_database::update(aws, target, d, l).await
         }
         (Spec::GlueTable(d), Spec::GlueTable(_)) => glue_table::update(aws, d).await,
+        (Spec::Crawler(d), Spec::Crawler(l)) => crawler::update(aws, target, d, l).await,
+        (Spec::Workgroup(d), Spec::Workgroup(l)) => workgroup::update(aws, target, d, l).await,
         (d, l) => Err(OpError::Refused(format!(
             "cannot update a {} from a live {}",
             d.kind(),
@@ -248,6 +265,8 @@ pub async fn delete(
         Kind::Rule => rule::delete(aws, physical_id).await,
         Kind::GlueDatabase => glue_database::delete(aws, physical_id).await,
         Kind::GlueTable => glue_table::delete(aws, physical_id).await,
+        Kind::Crawler => crawler::delete(aws, physical_id).await,
+        Kind::Workgroup => workgroup::delete(aws, physical_id).await,
     }
 }
 

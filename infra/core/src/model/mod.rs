@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::kinds::bucket::{
     BucketSpec, Encryption, LifecycleRule, PublicAccessBlock, Transition,
 };
+pub use crate::kinds::crawler::CrawlerSpec;
 pub use crate::kinds::function_url::FunctionUrlSpec;
 pub use crate::kinds::glue_database::GlueDatabaseSpec;
 pub use crate::kinds::glue_table::{GlueTableSpec, Storage, TableColumn, View};
@@ -22,6 +23,7 @@ pub use crate::kinds::permission::PermissionSpec;
 pub use crate::kinds::role::RoleSpec;
 pub use crate::kinds::rule::{RuleSpec, RuleTarget};
 pub use crate::kinds::topic::TopicSpec;
+pub use crate::kinds::workgroup::{NamedQuery, WorkgroupSpec};
 pub use policy::{PolicyDocument, Statement};
 
 /// The resource kinds the engine knows.
@@ -38,10 +40,12 @@ pub enum Kind {
     Rule,
     GlueDatabase,
     GlueTable,
+    Crawler,
+    Workgroup,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 10] = [
+    pub const ALL: [Kind; 12] = [
         Kind::Bucket,
         Kind::Role,
         Kind::Topic,
@@ -52,6 +56,8 @@ impl Kind {
         Kind::Rule,
         Kind::GlueDatabase,
         Kind::GlueTable,
+        Kind::Crawler,
+        Kind::Workgroup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -66,6 +72,8 @@ impl Kind {
             Kind::Rule => "rule",
             Kind::GlueDatabase => "glue_database",
             Kind::GlueTable => "glue_table",
+            Kind::Crawler => "crawler",
+            Kind::Workgroup => "workgroup",
         }
     }
 }
@@ -148,6 +156,8 @@ pub enum Spec {
     Rule(RuleSpec),
     GlueDatabase(GlueDatabaseSpec),
     GlueTable(GlueTableSpec),
+    Crawler(CrawlerSpec),
+    Workgroup(WorkgroupSpec),
 }
 
 impl Spec {
@@ -163,6 +173,8 @@ impl Spec {
             Spec::Rule(_) => Kind::Rule,
             Spec::GlueDatabase(_) => Kind::GlueDatabase,
             Spec::GlueTable(_) => Kind::GlueTable,
+            Spec::Crawler(_) => Kind::Crawler,
+            Spec::Workgroup(_) => Kind::Workgroup,
         }
     }
 
@@ -176,6 +188,8 @@ impl Spec {
             Spec::Lambda(s) => Some(&s.tags),
             Spec::Rule(s) => Some(&s.tags),
             Spec::GlueDatabase(s) => Some(&s.tags),
+            Spec::Crawler(s) => Some(&s.tags),
+            Spec::Workgroup(s) => Some(&s.tags),
             Spec::Permission(_) | Spec::FunctionUrl(_) | Spec::GlueTable(_) => None,
         }
     }
@@ -189,6 +203,8 @@ impl Spec {
             Spec::Lambda(s) => Some(&mut s.tags),
             Spec::Rule(s) => Some(&mut s.tags),
             Spec::GlueDatabase(s) => Some(&mut s.tags),
+            Spec::Crawler(s) => Some(&mut s.tags),
+            Spec::Workgroup(s) => Some(&mut s.tags),
             Spec::Permission(_) | Spec::FunctionUrl(_) | Spec::GlueTable(_) => None,
         }
     }
@@ -198,6 +214,8 @@ impl Spec {
         match self {
             Spec::Bucket(_) | Spec::LogGroup(_) | Spec::GlueDatabase(_) => BTreeSet::new(),
             Spec::GlueTable(s) => s.references.clone(),
+            Spec::Crawler(s) => s.references.clone(),
+            Spec::Workgroup(s) => s.references.clone(),
             Spec::Role(s) => s.references(),
             Spec::Topic(s) => s.references(),
             Spec::Lambda(s) => s.references.clone(),
@@ -377,7 +395,7 @@ impl Stack {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
     #[error(
-        "unknown resource kind `{0}` (known: bucket, role, topic, log_group, lambda, permission, function_url, rule, glue_database, glue_table)"
+        "unknown resource kind `{0}` (known: bucket, role, topic, log_group, lambda, permission, function_url, rule, glue_database, glue_table, crawler, workgroup)"
     )]
     UnknownKind(String),
     #[error("`{0}` is not an address of the form <kind>.<name>")]
