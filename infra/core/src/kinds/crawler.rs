@@ -15,7 +15,7 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
+use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, tag_fields};
 use crate::aws::{Aws, AwsError, OrMissing, failed};
 use crate::model::{Address, GlueDatabaseSpec, Kind, KindSpec, Ref, RoleSpec, Spec, Target};
 
@@ -355,27 +355,8 @@ pub async fn update(
             .await
             .map_err(failed("UpdateCrawler"))?;
     }
-    let delta = TagDelta::between(&desired.tags, &live.tags);
-    let resource = arn(target, &desired.name);
-    if !delta.set.is_empty() {
-        aws.glue
-            .tag_resource()
-            .resource_arn(&resource)
-            .set_tags_to_add(Some(delta.set.into_iter().collect()))
-            .send()
-            .await
-            .map_err(failed("TagResource"))?;
-    }
-    if !delta.remove.is_empty() {
-        aws.glue
-            .untag_resource()
-            .resource_arn(&resource)
-            .set_tags_to_remove(Some(delta.remove.into_iter().collect()))
-            .send()
-            .await
-            .map_err(failed("UntagResource"))?;
-    }
-    Ok(())
+    super::glue_database::sync_tags(aws, &arn(target, &desired.name), &desired.tags, &live.tags)
+        .await
 }
 
 pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {

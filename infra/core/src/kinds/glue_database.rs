@@ -188,12 +188,21 @@ pub async fn update(
             .await
             .map_err(failed("UpdateDatabase"))?;
     }
-    let delta = TagDelta::between(&desired.tags, &live.tags);
-    let resource = arn(target, &desired.name);
+    sync_tags(aws, &arn(target, &desired.name), &desired.tags, &live.tags).await
+}
+
+/// Brings a Glue resource's tags from `live` to `desired` (databases and crawlers alike).
+pub(super) async fn sync_tags(
+    aws: &Aws,
+    resource: &str,
+    desired: &BTreeMap<String, String>,
+    live: &BTreeMap<String, String>,
+) -> Result<(), OpError> {
+    let delta = TagDelta::between(desired, live);
     if !delta.set.is_empty() {
         aws.glue
             .tag_resource()
-            .resource_arn(&resource)
+            .resource_arn(resource)
             .set_tags_to_add(Some(delta.set.into_iter().collect()))
             .send()
             .await
@@ -202,7 +211,7 @@ pub async fn update(
     if !delta.remove.is_empty() {
         aws.glue
             .untag_resource()
-            .resource_arn(&resource)
+            .resource_arn(resource)
             .set_tags_to_remove(Some(delta.remove.into_iter().collect()))
             .send()
             .await
