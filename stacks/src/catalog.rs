@@ -113,7 +113,8 @@ pub fn database_name(stack: &Stack) -> String {
     format!("{}_{}", stack.target.project, stack.target.env).replace('-', "_")
 }
 
-/// Adds the database, the raw tables, the views, the crawler and the Athena workgroup.
+/// Adds the database, the raw tables, the views, the crawler and the Athena workgroup;
+/// returns the crawler, whose failures the monitoring watches.
 pub fn add(
     stack: &mut Stack,
     env: &Env,
@@ -121,7 +122,7 @@ pub fn add(
     crawler_role: &Ref<RoleSpec>,
     views: &[SqlFile],
     queries: &[SqlFile],
-) -> Result<(), Vec<SqlError>> {
+) -> Result<Ref<CrawlerSpec>, Vec<SqlError>> {
     let database = stack.add(
         "catalog",
         GlueDatabaseSpec {
@@ -181,7 +182,7 @@ pub fn add(
     );
     crawler.description = "Schema discovery over the raw LinkedIn data (logs changes only)".into();
     crawler.schedule = Some(env.schedules.crawler.get_ref().clone());
-    stack.add("raw", crawler);
+    let crawler = stack.add("raw", crawler);
     let mut workgroup = WorkgroupSpec {
         name: stack.target.name("analytics"),
         description: "LinkedIn Ads analytics queries".into(),
@@ -235,7 +236,7 @@ pub fn add(
     }
     stack.add("analytics", workgroup);
     if problems.is_empty() {
-        Ok(())
+        Ok(crawler)
     } else {
         Err(problems)
     }

@@ -7,6 +7,10 @@ use std::fmt;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 
+use infra_core::kinds::alarm::{
+    validate_comparison, validate_period, validate_statistic, validate_threshold,
+    validate_treat_missing_data,
+};
 use infra_core::kinds::bucket::validate_name as validate_bucket_name;
 use infra_core::kinds::log_group::validate_retention;
 use infra_core::kinds::topic::is_plausible_email;
@@ -38,6 +42,65 @@ pub struct Env {
     pub linkedin: LinkedIn,
     pub anthropic: Anthropic,
     pub optimizer: Optimizer,
+    pub sagemaker: SageMaker,
+    /// Optional: alarms of the env's own, besides the stack's (`[[alarms]]` tables).
+    #[serde(default)]
+    pub alarms: Vec<CustomAlarm>,
+}
+
+/// SageMaker endpoints serving the models, and their alarm thresholds.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SageMaker {
+    /// Endpoint names; each gets a 5xx-errors and a model-latency alarm.
+    pub endpoints: Vec<Spanned<String>>,
+    /// Alarm when an endpoint answers more 5xx errors than this in five minutes.
+    pub max_5xx_errors: Spanned<f64>,
+    /// Alarm when average model latency exceeds this (milliseconds).
+    pub max_model_latency_ms: Spanned<f64>,
+}
+
+/// An alarm declared in the env file: `[[alarms]]`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomAlarm {
+    /// Short name; the alarm is `<project>-<env>-<name>`.
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    pub namespace: Spanned<String>,
+    pub metric: Spanned<String>,
+    #[serde(default)]
+    pub dimensions: std::collections::BTreeMap<String, String>,
+    /// SampleCount, Average, Sum, Minimum, Maximum or a percentile such as p95.
+    pub statistic: Spanned<String>,
+    /// Optional, default 300.
+    #[serde(default)]
+    pub period_seconds: Option<Spanned<i32>>,
+    /// GreaterThanThreshold, GreaterThanOrEqualToThreshold, LessThanThreshold or
+    /// LessThanOrEqualToThreshold.
+    pub comparison: Spanned<String>,
+    pub threshold: Spanned<f64>,
+    /// Optional, default 1.
+    #[serde(default)]
+    pub evaluation_periods: Option<Spanned<i32>>,
+    /// Optional, default notBreaching.
+    #[serde(default)]
+    pub treat_missing_data: Option<Spanned<String>>,
+}
+
+impl CustomAlarm {
+    pub fn period_seconds(&self) -> i32 {
+        self.period_seconds.as_ref().map_or(300, |p| *p.get_ref())
+    }
+    pub fn evaluation_periods(&self) -> i32 {
+        self.evaluation_periods.as_ref().map_or(1, |p| *p.get_ref())
+    }
+    pub fn treat_missing_data(&self) -> String {
+        self.treat_missing_data
+            .as_ref()
+            .map_or_else(|| "notBreaching".to_string(), |t| t.get_ref().clone())
+    }
 }
 
 /// Size and limits of each Lambda function.
@@ -554,6 +617,83 @@ impl Env {
                 "linkedin.lookback_days",
                 format!("{lookback}: 1 to 90 days"),
             );
+        }
+        let sm = &self.sagemaker;
+        for (i, endpoint) in sm.endpoints.iter().enumerate() {
+            let name = endpoint.get_ref();
+            let ok = !name.is_empty()
+                && name.len() <= 63
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+                && !name.starts_with('-')
+                && !name.ends_with('-');
+            if !ok {
+                problem(
+                    endpoint.span(),
+                    &format!("sagemaker.endpoints[{i}]"),
+                    format!("`{name}`: endpoint names are 1 to 63 of A-Z a-z 0-9 -"),
+                );
+            }
+        }
+        for (value, field) in [
+            (&sm.max_5xx_errors, "sagemaker.max_5xx_errors"),
+            (&sm.max_model_latency_ms, "sagemaker.max_model_latency_ms"),
+        ] {
+            if let Err(message) = validate_threshold(*value.get_ref()) {
+                problem(value.span(), field, message);
+            }
+        }
+        let mut alarm_names = std::collections::BTreeSet::new();
+        for (i, alarm) in self.alarms.iter().enumerate() {
+            let field = |name: &str| format!("alarms[{i}].{name}");
+            let name = alarm.name.get_ref();
+            if name.is_empty()
+                || name.len() > 64
+                || !name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            {
+                problem(
+                    alarm.name.span(),
+                    &field("name"),
+                    format!("`{name}`: 1 to 64 lowercase letters, digits or `-`"),
+                );
+            }
+            if !alarm_names.insert(name.clone()) {
+                problem(
+                    alarm.name.span(),
+                    &field("name"),
+                    format!("`{name}` is declared twice"),
+                );
+            }
+            for (value, f) in [(&alarm.namespace, "namespace"), (&alarm.metric, "metric")] {
+                if value.get_ref().trim().is_empty() || value.get_ref().len() > 255 {
+                    problem(value.span(), &field(f), "1 to 255 characters".into());
+                }
+            }
+            if let Err(message) = validate_statistic(alarm.statistic.get_ref()) {
+                problem(alarm.statistic.span(), &field("statistic"), message);
+            }
+            if let Err(message) = validate_comparison(alarm.comparison.get_ref()) {
+                problem(alarm.comparison.span(), &field("comparison"), message);
+            }
+            if let Err(message) = validate_threshold(*alarm.threshold.get_ref()) {
+                problem(alarm.threshold.span(), &field("threshold"), message);
+            }
+            if let Some(period) = &alarm.period_seconds
+                && let Err(message) = validate_period(*period.get_ref())
+            {
+                problem(period.span(), &field("period_seconds"), message);
+            }
+            if let Some(n) = &alarm.evaluation_periods
+                && *n.get_ref() < 1
+            {
+                problem(n.span(), &field("evaluation_periods"), "at least 1".into());
+            }
+            if let Some(t) = &alarm.treat_missing_data
+                && let Err(message) = validate_treat_missing_data(t.get_ref())
+            {
+                problem(t.span(), &field("treat_missing_data"), message);
+            }
         }
         if self.anthropic.model.get_ref().trim().is_empty() {
             problem(

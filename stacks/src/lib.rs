@@ -3,6 +3,7 @@
 pub mod catalog;
 pub mod env;
 pub mod linkedin_ads;
+pub mod monitoring;
 
 pub use env::{Env, EnvError, EnvErrors};
 pub use linkedin_ads::{Inputs, STACK_NAME, StackError, linkedin_ads};

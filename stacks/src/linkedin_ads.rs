@@ -1,12 +1,14 @@
-//! The LinkedIn Ads pipeline stack: the data bucket, the alerts topic, one least-privilege
-//! role and one log group per Lambda, and the Glue crawler and SageMaker execution roles.
+//! The LinkedIn Ads pipeline stack: the data bucket, the alerts topic, the secrets (values set
+//! apart, `linkedin-oauth` rotated by the token-rotation function), one least-privilege role
+//! and one log group per Lambda, the Glue crawler and SageMaker execution roles, the data
+//! catalog (`catalog`) and the monitoring (`monitoring`).
 
 use std::collections::BTreeMap;
 
 use infra_core::model::{
     BucketSpec, Encryption, FunctionUrlSpec, LambdaSpec, LifecycleRule, LogGroupSpec,
-    PermissionSpec, PolicyDocument, PublicAccessBlock, Ref, RoleSpec, RuleSpec, Stack, Statement,
-    TopicSpec,
+    PermissionSpec, PolicyDocument, PublicAccessBlock, Ref, RoleSpec, RuleSpec, SecretFormat,
+    SecretRotationSpec, SecretSpec, Stack, Statement, TopicSpec,
 };
 use infra_core::package::{Artifact, Artifacts};
 use infra_core::sql::{SqlError, SqlFile};
@@ -16,8 +18,20 @@ use crate::env::Env;
 
 pub const STACK_NAME: &str = "linkedin-ads";
 
-/// The custom CloudWatch namespace the handlers emit into.
-pub const METRICS_NAMESPACE: &str = "LinkedInAds";
+pub use crate::monitoring::METRICS_NAMESPACE;
+
+/// LinkedIn access tokens live 60 days: the token-rotation function refreshes them this often.
+pub const ROTATION_DAYS: i64 = 60;
+
+/// The members of the `linkedin-oauth` secret's JSON value (api-notes.md).
+pub const LINKEDIN_OAUTH_MEMBERS: [&str; 6] = [
+    "client_id",
+    "client_secret",
+    "access_token",
+    "refresh_token",
+    "access_token_expires_at",
+    "refresh_token_expires_at",
+];
 
 /// The pipeline's Lambda functions, by their short names.
 pub const FUNCTIONS: [&str; 5] = [
@@ -104,12 +118,14 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
         stack.protect(&data);
     }
 
+    let secrets = secrets(&mut stack);
+
     let alerts_name = target.name("alerts");
     let alerts_arn = format!(
         "arn:aws:sns:{}:{}:{}",
         target.region, target.account_id, alerts_name
     );
-    stack.add(
+    let alerts = stack.add(
         "alerts",
         TopicSpec {
             name: alerts_name,
@@ -144,6 +160,7 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
         },
     );
 
+    let mut lambdas: Vec<(&'static str, Ref<LambdaSpec>)> = Vec::new();
     for function in FUNCTIONS {
         let log_group = stack.add(
             function,
@@ -153,7 +170,7 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
                 tags: BTreeMap::new(),
             },
         );
-        let role = lambda_role(&stack, function, &data, &log_group);
+        let role = lambda_role(&stack, function, &data, &log_group, &secrets);
         let role = stack.add(function, role);
         let artifact = artifacts
             .get(function)
@@ -171,6 +188,7 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
         );
         // The function logs to a group with the stack's retention, never one Lambda creates.
         stack.depend(&lambda, &log_group);
+        lambdas.push((function, lambda.clone()));
         match function {
             "collector" => {
                 stack.add(function, FunctionUrlSpec::aws_iam(&lambda));
@@ -205,7 +223,7 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
             ),
             _ => {
                 // Secrets Manager invokes the rotation function, for this account's secrets only.
-                stack.add(
+                let permission = stack.add(
                     "token-rotation-secrets-manager",
                     PermissionSpec::invoke_for_account(
                         &lambda,
@@ -214,13 +232,19 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
                         &target.account_id,
                     ),
                 );
+                let rotation = stack.add(
+                    "linkedin-oauth",
+                    SecretRotationSpec::new(&secrets.linkedin, &lambda, ROTATION_DAYS),
+                );
+                // Secrets Manager must be allowed to invoke the function before it tests it.
+                stack.depend(&rotation, &permission);
             }
         }
     }
 
     let crawler_role = stack.add("glue-crawler", crawler_role(&stack, &data));
     stack.add("sagemaker", sagemaker_role(&stack, &data));
-    crate::catalog::add(
+    let crawler = crate::catalog::add(
         &mut stack,
         env,
         &data,
@@ -229,7 +253,63 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
         &inputs.queries,
     )
     .map_err(StackError)?;
+    crate::monitoring::add(
+        &mut stack,
+        env,
+        &crate::monitoring::Watched {
+            functions: &lambdas,
+            crawler: &crawler,
+            rotated_secret: &secrets.linkedin,
+            alerts: &alerts,
+        },
+    );
     Ok(stack)
+}
+
+/// The pipeline's secrets, declared without values (`infra secret set` writes them).
+struct Secrets {
+    linkedin: Ref<SecretSpec>,
+    anthropic: Ref<SecretSpec>,
+}
+
+impl Secrets {
+    fn get(&self, name: &str) -> Option<&Ref<SecretSpec>> {
+        match name {
+            "linkedin-oauth" => Some(&self.linkedin),
+            "anthropic-api-key" => Some(&self.anthropic),
+            _ => None,
+        }
+    }
+}
+
+fn secrets(stack: &mut Stack) -> Secrets {
+    let t = stack.target.clone();
+    let linkedin = stack.add(
+        "linkedin-oauth",
+        SecretSpec::new(
+            t.name("linkedin-oauth"),
+            "LinkedIn Marketing API OAuth client and tokens (JSON), rotated by token-rotation",
+            SecretFormat::Json {
+                required: LINKEDIN_OAUTH_MEMBERS.map(String::from).to_vec(),
+                timestamps: vec![
+                    "access_token_expires_at".into(),
+                    "refresh_token_expires_at".into(),
+                ],
+            },
+        ),
+    );
+    let anthropic = stack.add(
+        "anthropic-api-key",
+        SecretSpec::new(
+            t.name("anthropic-api-key"),
+            "Anthropic API key of the copy generator (the key itself, as text)",
+            SecretFormat::Text,
+        ),
+    );
+    Secrets {
+        linkedin,
+        anthropic,
+    }
 }
 
 /// A schedule rule for `function` and the permission for EventBridge to invoke it from that
@@ -285,6 +365,10 @@ fn lambda_function(
     let mut vars: BTreeMap<&str, String> = BTreeMap::from([
         ("DATA_BUCKET", data.name.clone()),
         ("METRICS_NAMESPACE", METRICS_NAMESPACE.to_string()),
+        (
+            "METRICS_ENVIRONMENT",
+            crate::monitoring::metrics_environment(stack),
+        ),
         ("RUST_LOG", "info".to_string()),
     ]);
     let linkedin = |vars: &mut BTreeMap<&str, String>| {
@@ -355,22 +439,12 @@ fn data_bucket(env: &Env) -> BucketSpec {
     }
 }
 
-fn secret_arn(stack: &Stack, secret: &str) -> String {
-    let t = &stack.target;
-    // Secrets Manager appends six random characters to the name in the ARN.
-    format!(
-        "arn:aws:secretsmanager:{}:{}:secret:{}-??????",
-        t.region,
-        t.account_id,
-        t.name(secret)
-    )
-}
-
 fn lambda_role(
     stack: &Stack,
     function: &str,
     data: &Ref<BucketSpec>,
     log_group: &Ref<LogGroupSpec>,
+    secrets: &Secrets,
 ) -> RoleSpec {
     let a = access(function);
     let mut statements = vec![
@@ -402,14 +476,14 @@ fn lambda_role(
         }
         statements.push(write);
     }
-    for secret in a.secrets {
+    for secret in a.secrets.iter().filter_map(|s| secrets.get(s)) {
         statements.push(
             Statement::allow(["secretsmanager:GetSecretValue"])
-                .sid(&format!("Read{}", pascal(secret)))
-                .on(secret_arn(stack, secret)),
+                .sid(&format!("Read{}", pascal(&secret.address.name)))
+                .on_ref(secret, ""),
         );
     }
-    if let Some(secret) = a.rotates_secret {
+    if let Some(secret) = a.rotates_secret.and_then(|s| secrets.get(s)) {
         statements.push(
             Statement::allow([
                 "secretsmanager:DescribeSecret",
@@ -417,8 +491,8 @@ fn lambda_role(
                 "secretsmanager:PutSecretValue",
                 "secretsmanager:UpdateSecretVersionStage",
             ])
-            .sid(&format!("Rotate{}", pascal(secret)))
-            .on(secret_arn(stack, secret)),
+            .sid(&format!("Rotate{}", pascal(&secret.address.name)))
+            .on_ref(secret, ""),
         );
     }
     if a.emits_metrics {

@@ -64,9 +64,16 @@ fn every_env_file_parses_and_gives_a_valid_stack() {
             Kind::Rule,
             Kind::Permission,
             Kind::FunctionUrl,
+            Kind::Dashboard,
+            Kind::Secret,
+            Kind::SecretRotation,
         ]
         .map(count);
-        assert_eq!(counts, [1, 1, 7, 5, 5, 4, 5, 1], "{name}");
+        assert_eq!(counts, [1, 1, 7, 5, 5, 6, 5, 1, 1, 2, 1], "{name}");
+        // Errors and duration per function, spend, CTR, two per SageMaker endpoint, and the
+        // env's own.
+        let alarms = 5 * 2 + 2 + 2 * env.sagemaker.endpoints.len() + env.alarms.len();
+        assert_eq!(count(Kind::Alarm), alarms, "{name}");
     }
 }
 
@@ -177,7 +184,14 @@ fn roles_depend_on_the_resources_their_policies_name() {
         .find(|r| r.address.to_string() == "role.collector")
         .unwrap();
     let deps: Vec<String> = role.depends_on.iter().map(ToString::to_string).collect();
-    assert_eq!(deps, ["bucket.data", "log_group.collector"]);
+    assert_eq!(
+        deps,
+        [
+            "bucket.data",
+            "log_group.collector",
+            "secret.linkedin-oauth"
+        ]
+    );
 }
 
 #[test]
@@ -225,13 +239,149 @@ fn every_function_waits_for_its_role_and_log_group_and_every_schedule_for_its_fu
 }
 
 #[test]
-fn staging_creates_its_schedules_disabled() {
+fn staging_creates_its_schedules_disabled_but_keeps_its_failure_alerts() {
     let stack = stack(&env("staging"));
     for r in &stack.resources {
         if let Spec::Rule(rule) = &r.spec {
-            assert!(!rule.enabled, "{}", r.address);
+            let schedule = rule.schedule_expression.is_some();
+            assert_eq!(rule.enabled, !schedule, "{}", r.address);
         }
     }
+}
+
+fn spec_of<'a>(stack: &'a infra_core::model::Stack, address: &str) -> &'a Spec {
+    &stack
+        .resources
+        .iter()
+        .find(|r| r.address.to_string() == address)
+        .unwrap_or_else(|| panic!("no {address}"))
+        .spec
+}
+
+#[test]
+fn every_function_has_an_errors_and_a_duration_alarm_to_the_alerts_topic() {
+    let env = env("local");
+    let stack = stack(&env);
+    let topic = "arn:aws:sns:us-east-1:123456789012:linkedin-ads-local-alerts";
+    for function in stacks::linkedin_ads::FUNCTIONS {
+        let Spec::Alarm(errors) = spec_of(&stack, &format!("alarm.{function}-errors")) else {
+            unreachable!()
+        };
+        assert_eq!(errors.comparison, "GreaterThanThreshold");
+        assert_eq!(errors.threshold, 0.0);
+        assert!(errors.alarm_actions.contains(topic) && errors.ok_actions.contains(topic));
+        let Spec::Alarm(duration) = spec_of(&stack, &format!("alarm.{function}-duration")) else {
+            unreachable!()
+        };
+        let timeout = *env
+            .functions
+            .get(function)
+            .unwrap()
+            .timeout_seconds
+            .get_ref();
+        assert_eq!(
+            duration.threshold,
+            f64::from(timeout) * 1000.0 * 0.8,
+            "{function}"
+        );
+    }
+}
+
+#[test]
+fn the_low_ctr_alarm_is_metric_math_gated_on_impressions() {
+    let stack = stack(&env("local"));
+    let Spec::Alarm(alarm) = spec_of(&stack, "alarm.collector-low-ctr") else {
+        unreachable!()
+    };
+    let infra_core::model::AlarmMetric::Math {
+        expression,
+        metrics,
+        ..
+    } = &alarm.metric
+    else {
+        panic!("not a math alarm")
+    };
+    assert_eq!(expression, "IF(impressions > 1000, clicks / impressions)");
+    assert_eq!(metrics["clicks"].namespace, "LinkedInAds");
+    assert_eq!(metrics["impressions"].dimensions["Environment"], "local");
+    assert_eq!(
+        (alarm.comparison.as_str(), alarm.threshold),
+        ("LessThanThreshold", 0.004)
+    );
+}
+
+#[test]
+fn prod_alarms_on_its_sagemaker_endpoint() {
+    let stack = stack(&env("prod"));
+    let Spec::Alarm(latency) = spec_of(
+        &stack,
+        "alarm.sagemaker-linkedin-ads-prod-creative-scorer-model-latency",
+    ) else {
+        unreachable!()
+    };
+    // ModelLatency is in microseconds; the env file says milliseconds.
+    assert_eq!(latency.threshold, 1_000_000.0);
+}
+
+#[test]
+fn linkedin_oauth_rotates_every_60_days_through_token_rotation_only() {
+    let stack = stack(&env("local"));
+    let rotation = stack
+        .resources
+        .iter()
+        .find(|r| r.address.to_string() == "secret_rotation.linkedin-oauth")
+        .unwrap();
+    let Spec::SecretRotation(spec) = &rotation.spec else {
+        unreachable!()
+    };
+    assert_eq!(spec.after_days, 60);
+    assert_eq!(
+        spec.function_arn,
+        "arn:aws:lambda:us-east-1:123456789012:function:linkedin-ads-local-token-rotation"
+    );
+    let deps: Vec<String> = rotation
+        .depends_on
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        deps,
+        [
+            "lambda.token-rotation",
+            "permission.token-rotation-secrets-manager",
+            "secret.linkedin-oauth"
+        ]
+    );
+    // The rotation role may touch only that one secret.
+    let Spec::Role(role) = spec_of(&stack, "role.token-rotation") else {
+        unreachable!()
+    };
+    let policy = serde_json::to_string(&role.inline_policies).unwrap();
+    assert!(policy.contains(
+        "arn:aws:secretsmanager:us-east-1:123456789012:secret:linkedin-ads-local-linkedin-oauth-??????"
+    ));
+    assert!(!policy.contains("anthropic") && !policy.contains("secret:*"));
+}
+
+#[test]
+fn the_dashboard_covers_every_function_and_the_optimizer_metrics() {
+    let stack = stack(&env("local"));
+    let Spec::Dashboard(dashboard) = spec_of(&stack, "dashboard.pipeline") else {
+        unreachable!()
+    };
+    let body = dashboard.body.to_string();
+    for function in stacks::linkedin_ads::FUNCTIONS {
+        assert!(body.contains(&format!("linkedin-ads-local-{function}: duration")));
+    }
+    for metric in
+        stacks::monitoring::OPTIMIZER_METRICS
+            .iter()
+            .chain(&["DailySpend", "Impressions", "Clicks"])
+    {
+        assert!(body.contains(&format!("\"{metric}\"")), "{metric}");
+    }
+    assert!(body.contains("clicks / impressions"));
+    assert!(infra_core::kinds::dashboard::validate(dashboard).is_empty());
 }
 
 #[test]

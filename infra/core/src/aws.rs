@@ -92,6 +92,8 @@ pub struct Aws {
     pub events: aws_sdk_eventbridge::Client,
     pub glue: aws_sdk_glue::Client,
     pub athena: aws_sdk_athena::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub secretsmanager: aws_sdk_secretsmanager::Client,
     pub calls: CallCounter,
     pub region: String,
 }
@@ -161,7 +163,19 @@ impl Aws {
                 .interceptor(calls.clone())
                 .build(),
         );
+        let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
+            aws_sdk_cloudwatch::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
+        let secretsmanager = aws_sdk_secretsmanager::Client::from_conf(
+            aws_sdk_secretsmanager::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
         Aws {
+            cloudwatch,
+            secretsmanager,
             glue,
             athena,
             s3,
@@ -200,6 +214,7 @@ impl AwsError {
                     | "NotFound"
                     | "NoSuchKey"
                     | "ResourceNotFoundException"
+                    | "ResourceNotFound"
                     | "NotFoundException"
                     | "EntityNotFoundException"
             )

@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::model::Address;
-use crate::plan::{Action, Plan};
+use crate::plan::{Action, Plan, SecretStatus};
 use crate::state::StateDoc;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +39,10 @@ pub struct DriftReport {
     pub checked: usize,
     pub drifted: usize,
     pub resources: Vec<DriftItem>,
+    /// Whether each secret has a value. A missing value is not drift (the stack declares no
+    /// values), but a nightly report is where it should show.
+    #[serde(default)]
+    pub secrets: Vec<SecretStatus>,
 }
 
 impl DriftReport {
@@ -83,6 +87,7 @@ impl DriftReport {
             checked,
             drifted: resources.len(),
             resources,
+            secrets: plan.secrets.clone(),
         }
     }
 

@@ -125,6 +125,17 @@ pub struct Plan {
     pub state_serial: Option<u64>,
     pub changes: Vec<Change>,
     pub summary: Summary,
+    /// Whether each secret of the stack has a value: all a plan ever says about values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretStatus>,
+}
+
+/// Whether a secret of the stack has a current value (never the value).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SecretStatus {
+    pub address: Address,
+    pub name: String,
+    pub value_set: bool,
 }
 
 impl Plan {
@@ -364,6 +375,11 @@ pub fn diff(
     }
     changes.sort_by(|a, b| a.address.cmp(&b.address));
     let summary = summarize(&changes);
+    let secrets = if options.destroy {
+        Vec::new()
+    } else {
+        secret_statuses(stack, live)
+    };
     Ok(Plan {
         format_version: PLAN_FORMAT_VERSION,
         mode: if options.destroy {
@@ -380,7 +396,24 @@ pub fn diff(
         state_serial: state.map(|s| s.serial),
         changes,
         summary,
+        secrets,
     })
+}
+
+fn secret_statuses(stack: &Stack, live: &LiveMap) -> Vec<SecretStatus> {
+    stack
+        .resources
+        .iter()
+        .filter(|r| matches!(r.spec, Spec::Secret(_)))
+        .map(|r| SecretStatus {
+            address: r.address.clone(),
+            name: r.physical_id.clone(),
+            value_set: matches!(
+                live.get(&r.address),
+                Some(Some(Spec::Secret(s))) if s.value_set == Some(true)
+            ),
+        })
+        .collect()
 }
 
 /// A live resource carrying this stack's ownership tags for `address`. Kinds AWS does not

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use similar::TextDiff;
 
 use crate::drift::{DriftReport, DriftStatus};
-use crate::plan::{Action, Change, FieldChange, Plan, PlanMode};
+use crate::plan::{Action, Change, FieldChange, Plan, PlanMode, SecretStatus};
 
 /// The plan for a terminal or a log: one block per change, per-field details, a summary.
 pub fn plan_text(plan: &Plan) -> String {
@@ -37,6 +37,7 @@ pub fn plan_text(plan: &Plan) -> String {
             "\nNo changes. Live resources match the stack ({} checked).",
             plan.changes.len()
         );
+        secrets_text(&mut out, &plan.env, &plan.secrets);
         return out;
     }
     // Destruction first: that is what a reviewer must not miss.
@@ -67,7 +68,27 @@ pub fn plan_text(plan: &Plan) -> String {
             String::new()
         }
     );
+    secrets_text(&mut out, &plan.env, &plan.secrets);
     out
+}
+
+/// Which secrets have a value; values themselves never reach a plan.
+fn secrets_text(out: &mut String, env: &str, secrets: &[SecretStatus]) {
+    if secrets.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\nSecret values (only whether one is set):");
+    for s in secrets {
+        if s.value_set {
+            let _ = writeln!(out, "  {}  set", s.address);
+        } else {
+            let _ = writeln!(
+                out,
+                "  {}  NOT SET: `infra secret set --env {env} {}` reads it from stdin",
+                s.address, s.address.name
+            );
+        }
+    }
 }
 
 fn change_text(out: &mut String, change: &Change) {
@@ -231,6 +252,7 @@ pub fn plan_json(plan: &Plan) -> Value {
         "has_changes": plan.has_changes(),
         "changes": changes,
         "summary": plan.summary,
+        "secrets": plan.secrets,
     })
 }
 
@@ -242,6 +264,7 @@ pub fn drift_text(report: &DriftReport) -> String {
             "No drift in {} / {}: {} managed resources match the stack.",
             report.stack, report.env, report.checked
         );
+        secrets_text(&mut out, &report.env, &report.secrets);
         return out;
     }
     let _ = writeln!(
@@ -282,6 +305,7 @@ pub fn drift_text(report: &DriftReport) -> String {
         "\n`infra apply --env {}` restores the stack's values.",
         report.env
     );
+    secrets_text(&mut out, &report.env, &report.secrets);
     out
 }
 
@@ -292,5 +316,6 @@ pub fn drift_json(report: &DriftReport) -> Value {
         "checked": report.checked,
         "drifted": report.drifted,
         "resources": report.resources,
+        "secrets": report.secrets,
     })
 }

@@ -5,6 +5,7 @@ mod apply;
 mod context;
 mod drift;
 mod plan;
+mod secret;
 mod state;
 
 use std::path::PathBuf;
@@ -49,6 +50,11 @@ pub enum Command {
     Drift(DriftArgs),
     /// Delete every resource of an environment, dependents first.
     Destroy(DestroyArgs),
+    /// Set a secret's value (read from stdin), or list which secrets have one.
+    Secret {
+        #[command(subcommand)]
+        command: SecretCommand,
+    },
     /// Inspect the state, or release a lock.
     State {
         #[command(subcommand)]
@@ -133,6 +139,22 @@ pub struct DestroyArgs {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Write a new current value of secret NAME, read from stdin (checked first, never shown).
+    Set {
+        #[command(flatten)]
+        env: EnvArg,
+        /// The secret's name in the stack, e.g. linkedin-oauth.
+        name: String,
+    },
+    /// List the stack's secrets: whether each has a value, and its rotation.
+    List {
+        #[command(flatten)]
+        env: EnvArg,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// List the resources in state.
     List {
@@ -195,6 +217,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Apply(args) => apply::run(&paths, args, &mut used).await,
         Command::Drift(args) => drift::run(&paths, args, &mut used).await,
         Command::Destroy(args) => apply::destroy(&paths, args, &mut used).await,
+        Command::Secret { command } => secret::run(&paths, command, &mut used).await,
         Command::State { command } => state::run(&paths, command, &mut used).await,
     };
     if stats && let Some(ctx) = &used {

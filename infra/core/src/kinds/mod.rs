@@ -2,8 +2,10 @@
 //! validation, batched read, field projection for diffs, create, update and delete. This
 //! module only dispatches on [`Kind`] and holds what every kind shares (tags, fields).
 
+pub mod alarm;
 pub mod bucket;
 pub mod crawler;
+pub mod dashboard;
 pub mod function_url;
 pub mod glue_database;
 pub mod glue_table;
@@ -12,6 +14,8 @@ pub mod log_group;
 pub mod permission;
 pub mod role;
 pub mod rule;
+pub mod secret;
+pub mod secret_rotation;
 pub mod topic;
 pub mod workgroup;
 
@@ -91,6 +95,10 @@ pub fn validate(resource: &Resource) -> Vec<Invalid> {
         Spec::GlueTable(s) => glue_table::validate(s),
         Spec::Crawler(s) => crawler::validate(s),
         Spec::Workgroup(s) => workgroup::validate(s),
+        Spec::Alarm(s) => alarm::validate(s),
+        Spec::Dashboard(s) => dashboard::validate(s),
+        Spec::Secret(s) => secret::validate(s),
+        Spec::SecretRotation(s) => secret_rotation::validate(s),
     };
     if let Some(tags) = resource.spec.tags() {
         problems.extend(validate_tags(tags));
@@ -121,6 +129,14 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
     );
     let (databases, tables) = (of(Kind::GlueDatabase), of(Kind::GlueTable));
     let (crawlers, workgroups) = (of(Kind::Crawler), of(Kind::Workgroup));
+    let (alarms, dashboards) = (of(Kind::Alarm), of(Kind::Dashboard));
+    let (secrets, rotations) = (of(Kind::Secret), of(Kind::SecretRotation));
+    // One listing answers for secrets and their rotations alike.
+    let secret_names: BTreeSet<&str> = secrets
+        .iter()
+        .chain(&rotations)
+        .map(|t| t.physical_id.as_str())
+        .collect();
     let (buckets, roles, topics, logs, lambdas, permissions, urls, rules) = tokio::try_join!(
         bucket::read(aws, &buckets),
         role::read(aws, &roles),
@@ -131,12 +147,17 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         function_url::read(aws, &urls),
         rule::read(aws, &rules),
     )?;
-    let (databases, tables, crawlers, workgroups) = tokio::try_join!(
+    let (databases, tables, crawlers, workgroups, alarms, dashboards, listing) = tokio::try_join!(
         glue_database::read(aws, target, &databases),
         glue_table::read(aws, &tables),
         crawler::read(aws, target, &crawlers),
         workgroup::read(aws, target, &workgroups),
+        alarm::read(aws, target, &alarms),
+        dashboard::read(aws, &dashboards),
+        secret::SecretListing::load(aws, &secret_names),
     )?;
+    let secrets = secret::read(&listing, &secrets);
+    let rotations = secret_rotation::read(&listing, &rotations);
     let mut live = LiveMap::new();
     for part in [
         buckets,
@@ -151,6 +172,10 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         tables,
         crawlers,
         workgroups,
+        alarms,
+        dashboards,
+        secrets,
+        rotations,
     ] {
         live.extend(part);
     }
@@ -172,6 +197,10 @@ pub fn fields(spec: &Spec) -> Fields {
         Spec::GlueTable(s) => glue_table::fields(s),
         Spec::Crawler(s) => crawler::fields(s),
         Spec::Workgroup(s) => workgroup::fields(s),
+        Spec::Alarm(s) => alarm::fields(s),
+        Spec::Dashboard(s) => dashboard::fields(s),
+        Spec::Secret(s) => secret::fields(s),
+        Spec::SecretRotation(s) => secret_rotation::fields(s),
     }
 }
 
@@ -190,6 +219,10 @@ pub fn forces_replacement(kind: Kind, field: &str) -> bool {
         Kind::GlueTable => glue_table::REPLACE_FIELDS.contains(&field),
         Kind::Crawler => crawler::REPLACE_FIELDS.contains(&field),
         Kind::Workgroup => workgroup::REPLACE_FIELDS.contains(&field),
+        Kind::Alarm => alarm::REPLACE_FIELDS.contains(&field),
+        Kind::Dashboard => dashboard::REPLACE_FIELDS.contains(&field),
+        Kind::Secret => secret::REPLACE_FIELDS.contains(&field),
+        Kind::SecretRotation => secret_rotation::REPLACE_FIELDS.contains(&field),
     }
 }
 
@@ -215,6 +248,10 @@ pub async fn create(aws: &Aws, target: &Target, resource: &Resource) -> Result<(
         Spec::GlueTable(s) => glue_table::create(aws, s).await,
         Spec::Crawler(s) => crawler::create(aws, target, s).await,
         Spec::Workgroup(s) => workgroup::create(aws, target, s).await,
+        Spec::Alarm(s) => alarm::create(aws, s).await,
+        Spec::Dashboard(s) => dashboard::put(aws, s).await,
+        Spec::Secret(s) => secret::create(aws, s).await,
+        Spec::SecretRotation(s) => secret_rotation::put(aws, s).await,
     }
 }
 
@@ -239,6 +276,10 @@ pub async fn update(
         (Spec::GlueTable(d), Spec::GlueTable(_)) => glue_table::update(aws, d).await,
         (Spec::Crawler(d), Spec::Crawler(l)) => crawler::update(aws, target, d, l).await,
         (Spec::Workgroup(d), Spec::Workgroup(l)) => workgroup::update(aws, target, d, l).await,
+        (Spec::Alarm(d), Spec::Alarm(l)) => alarm::update(aws, target, d, l).await,
+        (Spec::Dashboard(d), Spec::Dashboard(_)) => dashboard::put(aws, d).await,
+        (Spec::Secret(d), Spec::Secret(l)) => secret::update(aws, d, l).await,
+        (Spec::SecretRotation(d), Spec::SecretRotation(_)) => secret_rotation::put(aws, d).await,
         (d, l) => Err(OpError::Refused(format!(
             "cannot update a {} from a live {}",
             d.kind(),
@@ -267,6 +308,10 @@ pub async fn delete(
         Kind::GlueTable => glue_table::delete(aws, physical_id).await,
         Kind::Crawler => crawler::delete(aws, physical_id).await,
         Kind::Workgroup => workgroup::delete(aws, physical_id).await,
+        Kind::Alarm => alarm::delete(aws, physical_id).await,
+        Kind::Dashboard => dashboard::delete(aws, physical_id).await,
+        Kind::Secret => secret::delete(aws, target, physical_id).await,
+        Kind::SecretRotation => secret_rotation::delete(aws, physical_id).await,
     }
 }
 

@@ -10,10 +10,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+pub use crate::kinds::alarm::{AlarmMetric, AlarmSpec, MetricStat};
 pub use crate::kinds::bucket::{
     BucketSpec, Encryption, LifecycleRule, PublicAccessBlock, Transition,
 };
 pub use crate::kinds::crawler::CrawlerSpec;
+pub use crate::kinds::dashboard::DashboardSpec;
 pub use crate::kinds::function_url::FunctionUrlSpec;
 pub use crate::kinds::glue_database::GlueDatabaseSpec;
 pub use crate::kinds::glue_table::{GlueTableSpec, Storage, TableColumn, View};
@@ -22,6 +24,8 @@ pub use crate::kinds::log_group::LogGroupSpec;
 pub use crate::kinds::permission::PermissionSpec;
 pub use crate::kinds::role::RoleSpec;
 pub use crate::kinds::rule::{RuleSpec, RuleTarget};
+pub use crate::kinds::secret::{SecretFormat, SecretSpec};
+pub use crate::kinds::secret_rotation::SecretRotationSpec;
 pub use crate::kinds::topic::TopicSpec;
 pub use crate::kinds::workgroup::{NamedQuery, WorkgroupSpec};
 pub use policy::{PolicyDocument, Statement};
@@ -42,10 +46,14 @@ pub enum Kind {
     GlueTable,
     Crawler,
     Workgroup,
+    Alarm,
+    Dashboard,
+    Secret,
+    SecretRotation,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 12] = [
+    pub const ALL: [Kind; 16] = [
         Kind::Bucket,
         Kind::Role,
         Kind::Topic,
@@ -58,6 +66,10 @@ impl Kind {
         Kind::GlueTable,
         Kind::Crawler,
         Kind::Workgroup,
+        Kind::Alarm,
+        Kind::Dashboard,
+        Kind::Secret,
+        Kind::SecretRotation,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -74,6 +86,10 @@ impl Kind {
             Kind::GlueTable => "glue_table",
             Kind::Crawler => "crawler",
             Kind::Workgroup => "workgroup",
+            Kind::Alarm => "alarm",
+            Kind::Dashboard => "dashboard",
+            Kind::Secret => "secret",
+            Kind::SecretRotation => "secret_rotation",
         }
     }
 }
@@ -158,6 +174,10 @@ pub enum Spec {
     GlueTable(GlueTableSpec),
     Crawler(CrawlerSpec),
     Workgroup(WorkgroupSpec),
+    Alarm(AlarmSpec),
+    Dashboard(DashboardSpec),
+    Secret(SecretSpec),
+    SecretRotation(SecretRotationSpec),
 }
 
 impl Spec {
@@ -175,6 +195,10 @@ impl Spec {
             Spec::GlueTable(_) => Kind::GlueTable,
             Spec::Crawler(_) => Kind::Crawler,
             Spec::Workgroup(_) => Kind::Workgroup,
+            Spec::Alarm(_) => Kind::Alarm,
+            Spec::Dashboard(_) => Kind::Dashboard,
+            Spec::Secret(_) => Kind::Secret,
+            Spec::SecretRotation(_) => Kind::SecretRotation,
         }
     }
 
@@ -190,7 +214,13 @@ impl Spec {
             Spec::GlueDatabase(s) => Some(&s.tags),
             Spec::Crawler(s) => Some(&s.tags),
             Spec::Workgroup(s) => Some(&s.tags),
-            Spec::Permission(_) | Spec::FunctionUrl(_) | Spec::GlueTable(_) => None,
+            Spec::Alarm(s) => Some(&s.tags),
+            Spec::Secret(s) => Some(&s.tags),
+            Spec::Permission(_)
+            | Spec::FunctionUrl(_)
+            | Spec::GlueTable(_)
+            | Spec::Dashboard(_)
+            | Spec::SecretRotation(_) => None,
         }
     }
 
@@ -205,14 +235,26 @@ impl Spec {
             Spec::GlueDatabase(s) => Some(&mut s.tags),
             Spec::Crawler(s) => Some(&mut s.tags),
             Spec::Workgroup(s) => Some(&mut s.tags),
-            Spec::Permission(_) | Spec::FunctionUrl(_) | Spec::GlueTable(_) => None,
+            Spec::Alarm(s) => Some(&mut s.tags),
+            Spec::Secret(s) => Some(&mut s.tags),
+            Spec::Permission(_)
+            | Spec::FunctionUrl(_)
+            | Spec::GlueTable(_)
+            | Spec::Dashboard(_)
+            | Spec::SecretRotation(_) => None,
         }
     }
 
     /// Addresses this spec refers to: the edges of the dependency graph.
     pub fn references(&self) -> BTreeSet<Address> {
         match self {
-            Spec::Bucket(_) | Spec::LogGroup(_) | Spec::GlueDatabase(_) => BTreeSet::new(),
+            Spec::Bucket(_)
+            | Spec::LogGroup(_)
+            | Spec::GlueDatabase(_)
+            | Spec::Dashboard(_)
+            | Spec::Secret(_) => BTreeSet::new(),
+            Spec::Alarm(s) => s.references.clone(),
+            Spec::SecretRotation(s) => s.references.clone(),
             Spec::GlueTable(s) => s.references.clone(),
             Spec::Crawler(s) => s.references.clone(),
             Spec::Workgroup(s) => s.references.clone(),
@@ -395,7 +437,7 @@ impl Stack {
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum ModelError {
     #[error(
-        "unknown resource kind `{0}` (known: bucket, role, topic, log_group, lambda, permission, function_url, rule, glue_database, glue_table, crawler, workgroup)"
+        "unknown resource kind `{0}` (known: bucket, role, topic, log_group, lambda, permission, function_url, rule, glue_database, glue_table, crawler, workgroup, alarm, dashboard, secret, secret_rotation)"
     )]
     UnknownKind(String),
     #[error("`{0}` is not an address of the form <kind>.<name>")]
