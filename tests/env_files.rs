@@ -280,3 +280,42 @@ fn a_view_reading_an_undeclared_table_fails_the_plan_naming_file_and_line() {
         run.all()
     );
 }
+
+#[test]
+fn an_alarm_with_a_negative_threshold_unknown_statistic_and_comparison_names_each_field() {
+    let run = plan_with(|t| {
+        t.replace("statistic = \"Sum\"", "statistic = \"Median\"")
+            .replace(
+                "comparison = \"GreaterThanThreshold\"",
+                "comparison = \"Above\"",
+            )
+            .replace("threshold = 53687091200", "threshold = -1")
+    });
+    let original =
+        std::fs::read_to_string(testkit::workspace_root().join("stacks/envs/local.toml")).unwrap();
+    for (field, needle, message) in [
+        (
+            "alarms[0].statistic",
+            "statistic = \"Sum\"",
+            "unknown statistic `Median`",
+        ),
+        (
+            "alarms[0].comparison",
+            "comparison = \"GreaterThanThreshold\"",
+            "unknown comparison `Above`",
+        ),
+        (
+            "alarms[0].threshold",
+            "threshold = 53687091200",
+            "a threshold is not negative",
+        ),
+    ] {
+        let line = line_of(&original, needle);
+        let expected = format!("local.toml:{line}:");
+        let found = run
+            .stderr
+            .lines()
+            .any(|l| l.contains(&expected) && l.contains(field) && l.contains(message));
+        assert!(found, "{field}: {}", run.all());
+    }
+}

@@ -311,20 +311,30 @@ fn schedules_are_disabled_where_the_env_says_so() {
     );
     assert_eq!(plan.code, 0, "{}", plan.all());
     let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    let field = |rule: &Value, name: &str| -> Option<Value> {
+        rule["fields"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["field"] == name)
+            .map(|f| f["after"].clone())
+    };
     let rules: Vec<&Value> = plan["changes"]
         .as_array()
         .unwrap()
         .iter()
         .filter(|c| c["kind"] == "rule")
         .collect();
-    assert_eq!(rules.len(), 4);
-    for rule in rules {
-        let state = rule["fields"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|f| f["field"] == "state")
-            .unwrap();
-        assert_eq!(state["after"], "DISABLED", "{rule}");
+    let (schedules, alerts): (Vec<&Value>, Vec<&Value>) = rules
+        .into_iter()
+        .partition(|r| field(r, "schedule_expression").is_some());
+    assert_eq!(schedules.len(), 4);
+    for rule in schedules {
+        assert_eq!(field(rule, "state").unwrap(), "DISABLED", "{rule}");
+    }
+    // Failure alerts (crawler, rotation) are not schedules: they stay on.
+    assert_eq!(alerts.len(), 2);
+    for rule in alerts {
+        assert_eq!(field(rule, "state").unwrap(), "ENABLED", "{rule}");
     }
 }

@@ -294,3 +294,48 @@ fn json_plan_has_the_documented_keys() {
             && change["fields"].is_array()
     );
 }
+
+/// A stack with an alarm and a secret, and live state as AWS reports it.
+fn monitored() -> (Stack, LiveMap) {
+    use infra_core::model::{AlarmMetric, AlarmSpec, MetricStat, SecretFormat, SecretSpec};
+    let mut stack = stack();
+    stack.add(
+        "worker-errors",
+        AlarmSpec::new(
+            "demo-test-worker-errors".into(),
+            AlarmMetric::Single(
+                MetricStat::new("AWS/Lambda", "Errors", "Sum", 300)
+                    .dimension("FunctionName", "demo-test-worker"),
+            ),
+            "GreaterThanThreshold",
+            0.0,
+        ),
+    );
+    stack.add(
+        "api-key",
+        SecretSpec::new("demo-test-api-key".into(), "key", SecretFormat::Text),
+    );
+    let mut live = live_of(&stack);
+    for spec in live.values_mut().flatten() {
+        match spec {
+            Spec::Alarm(a) => a.threshold = 5.0,
+            Spec::Secret(s) => s.value_set = Some(false),
+            _ => {}
+        }
+    }
+    (stack, live)
+}
+
+#[test]
+fn an_alarm_threshold_change_and_secret_status_render_without_values() {
+    let (stack, live) = monitored();
+    let state = state_of(&stack);
+    let plan = diff(&stack, Some(&state), &live).unwrap();
+    assert_eq!(plan.summary.update, 1);
+    insta::assert_snapshot!("alarm_and_secret", text(&plan));
+    let json = render::plan_json(&plan);
+    assert_eq!(
+        json["secrets"],
+        json!([{"address": "secret.api-key", "name": "demo-test-api-key", "value_set": false}])
+    );
+}

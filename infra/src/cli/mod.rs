@@ -145,7 +145,8 @@ pub enum SecretCommand {
         #[command(flatten)]
         env: EnvArg,
         /// The secret's name in the stack, e.g. linkedin-oauth.
-        name: String,
+        #[arg(value_name = "NAME")]
+        secret: String,
     },
     /// List the stack's secrets: whether each has a value, and its rotation.
     List {
@@ -224,4 +225,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         eprint!("{}", ctx.aws.calls.report());
     }
     result
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    use super::*;
+
+    /// Clap checks argument definitions only when a command is parsed: check them all here.
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_parse_with_units() {
+        assert_eq!(parse_duration("90"), Ok(Duration::from_secs(90)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("2d").is_err());
+    }
 }

@@ -17,7 +17,7 @@ pub async fn run(
     used: &mut Option<Context>,
 ) -> anyhow::Result<u8> {
     match command {
-        SecretCommand::Set { env, name } => {
+        SecretCommand::Set { env, secret: name } => {
             let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
             let spec = declared(ctx, &name)?.clone();
             let value = read_value()?;

@@ -192,6 +192,21 @@ pub fn infra(bin: &str, moto: Option<&Moto>, args: &[&str]) -> Run {
     Run::from_output(infra_command(bin, moto, args).output().expect("run infra"))
 }
 
+/// Runs `infra` with `input` on its stdin.
+pub fn infra_with_stdin(bin: &str, moto: Option<&Moto>, args: &[&str], input: &str) -> Run {
+    use std::io::Write as _;
+    let mut child = infra_command(bin, moto, args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run infra");
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes()).expect("write stdin");
+    }
+    Run::from_output(child.wait_with_output().expect("wait for infra"))
+}
+
 pub fn infra_command(bin: &str, moto: Option<&Moto>, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin);
     cmd.current_dir(workspace_root())
