@@ -3,6 +3,8 @@
 //! `src/bin/`, packaged by the engine as the `bootstrap` of its own zip.
 
 pub mod events;
+pub mod features;
+pub mod linkedin;
 
 use std::future::Future;
 
