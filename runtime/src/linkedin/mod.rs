@@ -1,4 +1,6 @@
-//! The LinkedIn Marketing API as the handlers use it. `analytics`: ad analytics queries and
-//! answers, pure (no I/O), so that the exact requests are unit-tested.
+//! The LinkedIn Marketing API as the handlers use it, pure (no I/O) so that the exact
+//! requests are unit-tested: `analytics` (ad analytics queries and answers) and `creatives`
+//! (creatives, posts and images, and the raw creatives rows built from them).
 
 pub mod analytics;
+pub mod creatives;
