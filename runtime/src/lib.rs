@@ -2,9 +2,13 @@
 //! start-up (structured logs, the Lambda runtime loop). Each handler is its own binary under
 //! `src/bin/`, packaged by the engine as the `bootstrap` of its own zip.
 
+pub mod config;
+pub mod credentials;
 pub mod events;
 pub mod features;
 pub mod linkedin;
+pub mod retry;
+pub mod rotation;
 
 use std::future::Future;
 
@@ -21,6 +25,8 @@ pub fn init_tracing() {
         .with_env_filter(filter)
         .with_current_span(false)
         .without_time() // CloudWatch timestamps every line.
+        // Lambda sends stderr to CloudWatch as well; `run-local` keeps stdout for its result.
+        .with_writer(std::io::stderr)
         .try_init();
 }
 

@@ -2,6 +2,8 @@
 //! loopback port (one per [`Moto`] value), gives SDK configuration pointing at it, and runs
 //! the `infra` binary against it with dummy credentials.
 
+pub mod fake_http;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,38 @@
+//! The handlers' configuration: environment variables set by the stack on each function (and
+//! by `run-local` outside Lambda). A missing or invalid variable is named in the error.
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum ConfigError {
+    #[error("environment variable {0} is not set")]
+    Missing(&'static str),
+    #[error("environment variable {name}: {message}")]
+    Invalid { name: &'static str, message: String },
+}
+
+/// The variable's value; empty counts as unset.
+pub fn required(name: &'static str) -> Result<String, ConfigError> {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .ok_or(ConfigError::Missing(name))
+}
+
+/// The variable's value, or `default` when unset.
+pub fn or_default(name: &'static str, default: &str) -> String {
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| default.to_string())
+}
+
+/// A base URL without its trailing `/`, so paths can be appended.
+pub fn base_url(name: &'static str, default: &str) -> Result<String, ConfigError> {
+    let url = or_default(name, default);
+    if !(url.starts_with("https://") || url.starts_with("http://")) {
+        return Err(ConfigError::Invalid {
+            name,
+            message: format!("`{url}` is not an http(s) URL"),
+        });
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
