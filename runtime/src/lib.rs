@@ -2,6 +2,7 @@
 //! start-up (structured logs, the Lambda runtime loop). Each handler is its own binary under
 //! `src/bin/`, packaged by the engine as the `bootstrap` of its own zip.
 
+pub mod collector;
 pub mod config;
 pub mod credentials;
 pub mod events;

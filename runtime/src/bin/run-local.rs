@@ -55,6 +55,13 @@ async fn run(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Error>
                 .await?;
             Ok(serde_json::json!({ "step": event.step, "outcome": outcome }))
         }
+        Handler::Collector => {
+            if let Some(event) = event {
+                runtime::events::CollectorTrigger::parse(event)?;
+            }
+            let collector = runtime::collector::Collector::from_env().await?;
+            Ok(serde_json::to_value(collector.run().await?)?)
+        }
         other => Err(format!(
             "{other:?}: this handler's pipeline behaviour is not built yet, so it cannot run locally"
         )
