@@ -5,7 +5,7 @@
 //! dashboard. PutDashboard is an upsert. CloudWatch does not tag dashboards, so ownership is
 //! by name, like the other untagged kinds.
 
-use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
@@ -92,7 +92,7 @@ pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError
         return Ok(live);
     }
     let prefix = super::common_prefix(targets.iter().map(|t| t.physical_id.as_str()));
-    let mut names = std::collections::BTreeSet::new();
+    let mut names = BTreeSet::new();
     let mut token: Option<String> = None;
     loop {
         let mut request = aws
@@ -144,7 +144,6 @@ pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError
         .buffer_unordered(8)
         .try_collect()
         .await?;
-    let bodies: BTreeMap<Address, Option<DashboardSpec>> = bodies.into_iter().collect();
     for (address, spec) in bodies {
         live.insert(address, spec.map(Spec::Dashboard));
     }
