@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 MOTO := $(VENV)/bin/moto_server
 
-.PHONY: demo test venv bench bench-package lint clean-venv
+.PHONY: demo test venv bench bench-package bench-processor lint clean-venv
 
 # A Python venv with the pinned moto (the local AWS emulator).
 $(MOTO): requirements-dev.txt
@@ -34,6 +34,10 @@ bench: venv
 # Cold and warm Lambda packaging times and zip sizes.
 bench-package: venv
 	cargo run --release -p infra --example package_bench
+
+# Processor throughput (raw rows/s) and peak memory on a generated million-row dataset.
+bench-processor:
+	cargo run --release -p runtime --example processor_bench
 
 clean-venv:
 	rm -rf $(VENV)

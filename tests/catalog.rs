@@ -66,6 +66,26 @@ async fn database_raw_tables_and_views_then_drift_on_a_view() {
         );
     }
 
+    for table in ["daily_aggregates", "weekly_summaries"] {
+        let t = glue
+            .get_table()
+            .database_name(DATABASE)
+            .name(table)
+            .send()
+            .await
+            .unwrap();
+        let sd = t.table().unwrap().storage_descriptor().unwrap();
+        assert_eq!(
+            sd.serde_info().and_then(|s| s.serialization_library()),
+            Some("org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"),
+            "{table}"
+        );
+        assert_eq!(
+            sd.location(),
+            Some(format!("s3://linkedin-ads-local-data-123456789012/processed/{table}/").as_str())
+        );
+    }
+
     for view in ["creative_performance", "daily_summary"] {
         let t = glue
             .get_table()

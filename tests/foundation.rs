@@ -11,7 +11,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_infra");
 const DATA_BUCKET: &str = "linkedin-ads-local-data-123456789012";
 const STATE_BUCKET: &str = "linkedin-ads-infra-state-123456789012";
 /// Every resource of the local stack.
-const RESOURCES: usize = 55;
+const RESOURCES: usize = 57;
 const FUNCTIONS: [&str; 5] = [
     "collector",
     "processor",

@@ -9,8 +9,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use aws_sdk_cloudwatch::types::{Dimension, MetricDatum, StandardUnit};
+use aws_sdk_cloudwatch::types::StandardUnit;
 use chrono::{DateTime, Days, NaiveDate, Utc};
+use datasets::{RAW_ANALYTICS, RAW_CREATIVES};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
@@ -19,7 +20,9 @@ use crate::credentials::{CredentialsError, LinkedInCredentials};
 use crate::linkedin::analytics::{self, AnalyticsRow, FIELD_LIMIT, METRICS};
 use crate::linkedin::api::{ApiClient, ApiError};
 use crate::linkedin::creatives::{self, Content, CreativeRow, PostContent};
+use crate::metrics::{Metrics, MetricsError};
 use crate::retry::Backoff;
+use crate::storage::{self, Storage, StorageError};
 
 /// The function's configuration (the stack sets these variables).
 #[derive(Clone, Debug, PartialEq)]
@@ -50,15 +53,7 @@ impl CollectorConfig {
                 message: "comma-separated numeric account ids".into(),
             });
         }
-        let lookback = config::or_default("LOOKBACK_DAYS", "7");
-        let lookback_days = lookback
-            .parse::<u32>()
-            .ok()
-            .filter(|d| (1..=90).contains(d))
-            .ok_or(ConfigError::Invalid {
-                name: "LOOKBACK_DAYS",
-                message: format!("`{lookback}`: 1 to 90 days"),
-            })?;
+        let lookback_days = config::lookback_days()?;
         Ok(CollectorConfig {
             bucket: config::required("DATA_BUCKET")?,
             namespace: config::or_default("METRICS_NAMESPACE", "LinkedInAds"),
@@ -88,6 +83,10 @@ pub enum CollectError {
         operation: &'static str,
         message: String,
     },
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
 }
 
 fn aws_error<E: std::error::Error + 'static>(
@@ -130,11 +129,7 @@ impl Collector {
     pub async fn from_env() -> Result<Collector, ConfigError> {
         let config = CollectorConfig::from_env()?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let s3 = aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&sdk)
-                .force_path_style(sdk.endpoint_url().is_some())
-                .build(),
-        );
+        let s3 = storage::s3_client(&sdk);
         Ok(Collector {
             config,
             s3,
@@ -257,7 +252,10 @@ impl Collector {
         }
         let mut objects = Vec::new();
         for (day, lines) in &by_day {
-            let key = format!("raw/linkedin/ad_analytics/dt={day}/{run_id}.ndjson");
+            let key = format!(
+                "{}{run_id}.ndjson",
+                RAW_ANALYTICS.partition_prefix(&day.to_string())
+            );
             self.put(&key, ndjson(lines)).await?;
             objects.push(key);
         }
@@ -266,7 +264,10 @@ impl Collector {
                 .iter()
                 .map(|c| serde_json::to_value(c).unwrap_or(Value::Null))
                 .collect();
-            let key = format!("raw/linkedin/creatives/dt={today}/{run_id}.ndjson");
+            let key = format!(
+                "{}{run_id}.ndjson",
+                RAW_CREATIVES.partition_prefix(&today.to_string())
+            );
             self.put(&key, ndjson(&lines)).await?;
             objects.push(key);
         }
@@ -294,53 +295,30 @@ impl Collector {
     }
 
     async fn put(&self, key: &str, body: String) -> Result<(), CollectError> {
-        self.s3
-            .put_object()
-            .bucket(&self.config.bucket)
-            .key(key)
-            .content_type("application/x-ndjson")
-            .body(body.into_bytes().into())
-            .send()
-            .await
-            .map_err(aws_error("PutObject"))?;
+        Storage::new(self.s3.clone(), &self.config.bucket)
+            .put(key, "application/x-ndjson", body.into_bytes())
+            .await?;
         Ok(())
     }
 
     async fn emit(&self, summary: &RunSummary) -> Result<(), CollectError> {
-        let dimension = Dimension::builder()
-            .name("Environment")
-            .value(&self.config.environment)
-            .build();
-        let datum = |name: &str, value: f64, unit: StandardUnit| {
-            MetricDatum::builder()
-                .metric_name(name)
-                .dimensions(dimension.clone())
-                .value(value)
-                .unit(unit)
-                .build()
+        let metrics = Metrics {
+            client: self.cloudwatch.clone(),
+            namespace: self.config.namespace.clone(),
+            environment: self.config.environment.clone(),
         };
-        self.cloudwatch
-            .put_metric_data()
-            .namespace(&self.config.namespace)
-            .metric_data(datum(
-                "RowsCollected",
-                summary.analytics_rows as f64,
-                StandardUnit::Count,
-            ))
-            .metric_data(datum(
-                "DailySpend",
-                summary.daily_spend_usd,
-                StandardUnit::None,
-            ))
-            .metric_data(datum(
-                "Impressions",
-                summary.impressions,
-                StandardUnit::Count,
-            ))
-            .metric_data(datum("Clicks", summary.clicks, StandardUnit::Count))
-            .send()
-            .await
-            .map_err(aws_error("PutMetricData"))?;
+        metrics
+            .put(&[
+                (
+                    "RowsCollected",
+                    summary.analytics_rows as f64,
+                    StandardUnit::Count,
+                ),
+                ("DailySpend", summary.daily_spend_usd, StandardUnit::None),
+                ("Impressions", summary.impressions, StandardUnit::Count),
+                ("Clicks", summary.clicks, StandardUnit::Count),
+            ])
+            .await?;
         Ok(())
     }
 }

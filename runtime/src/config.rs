@@ -36,3 +36,16 @@ pub fn base_url(name: &'static str, default: &str) -> Result<String, ConfigError
     }
     Ok(url.trim_end_matches('/').to_string())
 }
+
+/// `LOOKBACK_DAYS`: how many trailing days a run covers (default 7, at most 90).
+pub fn lookback_days() -> Result<u32, ConfigError> {
+    let lookback = or_default("LOOKBACK_DAYS", "7");
+    lookback
+        .parse::<u32>()
+        .ok()
+        .filter(|d| (1..=90).contains(d))
+        .ok_or(ConfigError::Invalid {
+            name: "LOOKBACK_DAYS",
+            message: format!("`{lookback}`: 1 to 90 days"),
+        })
+}

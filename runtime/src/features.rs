@@ -1,7 +1,7 @@
 //! What the processor computes, without any I/O: which raw row wins per (creative, day), the
 //! daily performance ratios, the content features of a creative's text, and ISO-week
-//! summaries. The processor handler reads raw NDJSON into these types and writes what they
-//! return.
+//! summaries. The processor (`crate::processor`) reads raw NDJSON into these types and writes
+//! what they return.
 
 use std::collections::BTreeMap;
 
@@ -74,13 +74,9 @@ impl Performance {
         }
     }
 
-    fn of(rows: &[&RawAnalytics]) -> Performance {
-        Performance::new(
-            rows.iter().map(|r| r.impressions).sum(),
-            rows.iter().map(|r| r.clicks).sum(),
-            rows.iter().map(|r| r.cost_usd).sum(),
-            rows.iter().map(|r| r.conversions).sum(),
-        )
+    /// The performance of one raw row.
+    pub fn of(row: &RawAnalytics) -> Performance {
+        Performance::new(row.impressions, row.clicks, row.cost_usd, row.conversions)
     }
 }
 
@@ -142,50 +138,61 @@ pub fn iso_week(date: NaiveDate) -> String {
 pub struct WeeklySummary {
     pub week: String,
     pub creative_id: String,
+    pub account_id: String,
+    pub campaign_id: String,
+    /// Days of the week with a row for the creative.
     pub days: usize,
     pub performance: Performance,
 }
 
-/// One creative on one day: its winning raw row and its performance.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct DailyAggregate {
-    pub row: RawAnalytics,
-    pub performance: Performance,
+/// Sums deduplicated daily rows per (ISO week, creative), a day at a time, so that only the
+/// sums stay in memory.
+#[derive(Clone, Debug, Default)]
+pub struct WeeklyTotals {
+    totals: BTreeMap<(String, String), WeekTotal>,
 }
 
-/// The processor's aggregates: per creative and day, and per ISO week (by week key).
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Aggregates {
-    pub daily: Vec<DailyAggregate>,
-    pub weekly: BTreeMap<String, Vec<WeeklySummary>>,
+#[derive(Clone, Debug, Default)]
+struct WeekTotal {
+    account_id: String,
+    campaign_id: String,
+    days: usize,
+    impressions: i64,
+    clicks: i64,
+    spend_usd: f64,
+    conversions: i64,
 }
 
-/// Per creative and day, then per creative and ISO week, from rows already deduplicated.
-pub fn aggregate(rows: &[RawAnalytics]) -> Aggregates {
-    let daily = rows
-        .iter()
-        .map(|r| DailyAggregate {
-            row: r.clone(),
-            performance: Performance::of(&[r]),
-        })
-        .collect();
-    let mut by_week: BTreeMap<(String, String), Vec<&RawAnalytics>> = BTreeMap::new();
-    for r in rows {
-        by_week
-            .entry((iso_week(r.date), r.creative_id.clone()))
-            .or_default()
-            .push(r);
+impl WeeklyTotals {
+    pub fn add(&mut self, row: &RawAnalytics) {
+        let total = self
+            .totals
+            .entry((iso_week(row.date), row.creative_id.clone()))
+            .or_default();
+        total.account_id.clone_from(&row.account_id);
+        total.campaign_id.clone_from(&row.campaign_id);
+        total.days += 1;
+        total.impressions += row.impressions;
+        total.clicks += row.clicks;
+        total.spend_usd += row.cost_usd;
+        total.conversions += row.conversions;
     }
-    let mut weekly: BTreeMap<String, Vec<WeeklySummary>> = BTreeMap::new();
-    for ((week, creative_id), rows) in by_week {
-        weekly.entry(week.clone()).or_default().push(WeeklySummary {
-            week,
-            creative_id,
-            days: rows.len(),
-            performance: Performance::of(&rows),
-        });
+
+    /// The summaries by week key, each week's sorted by creative id.
+    pub fn summaries(&self) -> BTreeMap<String, Vec<WeeklySummary>> {
+        let mut weeks: BTreeMap<String, Vec<WeeklySummary>> = BTreeMap::new();
+        for ((week, creative_id), t) in &self.totals {
+            weeks.entry(week.clone()).or_default().push(WeeklySummary {
+                week: week.clone(),
+                creative_id: creative_id.clone(),
+                account_id: t.account_id.clone(),
+                campaign_id: t.campaign_id.clone(),
+                days: t.days,
+                performance: Performance::new(t.impressions, t.clicks, t.spend_usd, t.conversions),
+            });
+        }
+        weeks
     }
-    Aggregates { daily, weekly }
 }
 
 #[cfg(test)]
@@ -274,17 +281,24 @@ mod tests {
 
     #[test]
     fn weekly_summaries_sum_the_days_of_each_iso_week() {
-        let rows = vec![
+        let mut totals = WeeklyTotals::default();
+        for r in [
             row("1", day(2025, 12, 28), "r", 10),
             row("1", day(2025, 12, 29), "r", 20),
             row("1", day(2026, 1, 4), "r", 30),
-        ];
-        let Aggregates { daily, weekly } = aggregate(&rows);
-        assert_eq!(daily.len(), 3);
+            row("2", day(2026, 1, 4), "r", 1),
+        ] {
+            totals.add(&r);
+        }
+        let weekly = totals.summaries();
         assert_eq!(weekly.keys().collect::<Vec<_>>(), ["2025-W52", "2026-W01"]);
-        let w1 = &weekly["2026-W01"][0];
-        assert_eq!((w1.days, w1.performance.clicks), (2, 50));
-        assert_eq!(w1.performance.impressions, 2000);
-        assert_eq!(w1.performance.ctr, Some(0.025));
+        let w1 = &weekly["2026-W01"];
+        assert_eq!(w1.len(), 2);
+        assert_eq!((w1[0].creative_id.as_str(), w1[0].days), ("1", 2));
+        assert_eq!(w1[0].performance.clicks, 50);
+        assert_eq!(w1[0].performance.impressions, 2000);
+        assert_eq!(w1[0].performance.ctr, Some(0.025));
+        assert_eq!(w1[0].campaign_id, "9");
+        assert_eq!(weekly["2025-W52"][0].performance.spend_usd, 25.0);
     }
 }

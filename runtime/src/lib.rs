@@ -3,13 +3,17 @@
 //! `src/bin/`, packaged by the engine as the `bootstrap` of its own zip.
 
 pub mod collector;
+pub mod columnar;
 pub mod config;
 pub mod credentials;
 pub mod events;
 pub mod features;
 pub mod linkedin;
+pub mod metrics;
+pub mod processor;
 pub mod retry;
 pub mod rotation;
+pub mod storage;
 
 use std::future::Future;
 

@@ -1,5 +1,6 @@
-//! The data catalog of the stack: the Glue database, the raw tables over the collector's
-//! NDJSON (partition projection on `dt`, so new days need no registration) and the Athena views
+//! The data catalog of the stack: the Glue database, the tables over the bucket's datasets
+//! (`datasets`: the collector's NDJSON and the processor's Parquet; partition projection on
+//! `dt`, so new days need no registration) and the Athena views
 //! from `assets/athena/views/*.sql`, each checked (syntax, tables read, output columns) before
 //! any AWS call.
 
@@ -10,6 +11,8 @@ use infra_core::model::{
     TableColumn, WorkgroupSpec,
 };
 
+use datasets::{DAILY_AGGREGATES, Dataset, Format, RAW_ANALYTICS, RAW_CREATIVES, WEEKLY_SUMMARIES};
+
 use crate::env::Env;
 
 /// Tables the crawler creates carry this prefix, so that it can never overwrite the tables
@@ -19,41 +22,6 @@ use infra_core::sql::{self, SqlError, SqlFile};
 
 /// Raw rows start being collected on this day; projection covers it through today.
 const PROJECTION_START: &str = "2024-01-01";
-
-const RAW_ANALYTICS: &[(&str, &str)] = &[
-    ("creative_id", "string"),
-    ("account_id", "string"),
-    ("campaign_id", "string"),
-    ("date", "string"),
-    ("impressions", "bigint"),
-    ("clicks", "bigint"),
-    ("cost_local", "double"),
-    ("cost_usd", "double"),
-    ("conversions", "bigint"),
-    ("likes", "bigint"),
-    ("comments", "bigint"),
-    ("shares", "bigint"),
-    ("follows", "bigint"),
-    ("total_engagements", "bigint"),
-    ("landing_page_clicks", "bigint"),
-    ("video_views", "bigint"),
-    ("one_click_leads", "bigint"),
-    ("run_id", "string"),
-];
-
-const RAW_CREATIVES: &[(&str, &str)] = &[
-    ("creative_id", "string"),
-    ("account_id", "string"),
-    ("campaign_id", "string"),
-    ("status", "string"),
-    ("headline", "string"),
-    ("description", "string"),
-    ("call_to_action", "string"),
-    ("landing_page", "string"),
-    ("image_url", "string"),
-    ("targeting_summary", "string"),
-    ("run_id", "string"),
-];
 
 /// Metrics of a window: the totals and the ratios derived from them.
 const WINDOW: &[(&str, &str)] = &[
@@ -113,7 +81,7 @@ pub fn database_name(stack: &Stack) -> String {
     format!("{}_{}", stack.target.project, stack.target.env).replace('-', "_")
 }
 
-/// Adds the database, the raw tables, the views, the crawler and the Athena workgroup;
+/// Adds the database, the dataset tables, the views, the crawler and the Athena workgroup;
 /// returns the crawler, whose failures the monitoring watches.
 pub fn add(
     stack: &mut Stack,
@@ -131,42 +99,45 @@ pub fn add(
             tags: Default::default(),
         },
     );
-    let columns = |cols: &[(&str, &str)]| {
-        cols.iter()
+    let columns = |dataset: &Dataset| {
+        dataset
+            .columns
+            .iter()
             .map(|(n, t)| TableColumn::new(n, t))
             .collect::<Vec<_>>()
     };
-    let dt = vec![TableColumn::new("dt", "string")];
-    let mut raw = Vec::new();
-    for (name, prefix, cols, description) in [
-        (
-            "raw_analytics",
-            "raw/linkedin/ad_analytics",
-            RAW_ANALYTICS,
-            "One row per creative and day, per collection run",
-        ),
-        (
-            "raw_creatives",
-            "raw/linkedin/creatives",
-            RAW_CREATIVES,
-            "Creative content and status, per collection run",
-        ),
+    let mut tables = Vec::new();
+    for dataset in [
+        RAW_ANALYTICS,
+        RAW_CREATIVES,
+        DAILY_AGGREGATES,
+        WEEKLY_SUMMARIES,
     ] {
-        let location = format!("s3://{}/{prefix}/", data.name);
-        let table = stack.add(
-            name,
-            GlueTableSpec::json_lines(
-                &database,
-                name,
-                description,
-                columns(cols),
-                dt.clone(),
-                location.clone(),
+        let location = format!("s3://{}/{}/", data.name, dataset.prefix);
+        let (keys, template) = if dataset.daily_partitions {
+            (
+                vec![TableColumn::new("dt", "string")],
+                Some(format!("{location}dt=${{dt}}/")),
             )
-            .project_dates("dt", PROJECTION_START, format!("{location}dt=${{dt}}/"))
-            .depends_on(&data.address),
+        } else {
+            (Vec::new(), None)
+        };
+        let constructor = match dataset.format {
+            Format::JsonLines => GlueTableSpec::json_lines,
+            Format::Parquet => GlueTableSpec::parquet,
+        };
+        let mut spec = constructor(
+            &database,
+            dataset.table,
+            dataset.description,
+            columns(&dataset),
+            keys,
+            location,
         );
-        raw.push(table);
+        if let Some(template) = template {
+            spec = spec.project_dates("dt", PROJECTION_START, template);
+        }
+        tables.push(stack.add(dataset.table, spec.depends_on(&data.address)));
     }
     // The crawler watches the raw prefixes for schema changes it only logs, and keeps its
     // tables apart from the engine's by their prefix.
@@ -174,10 +145,10 @@ pub fn add(
         stack.target.name("raw"),
         crawler_role,
         &database,
-        vec![
-            format!("s3://{}/raw/linkedin/ad_analytics/", data.name),
-            format!("s3://{}/raw/linkedin/creatives/", data.name),
-        ],
+        [RAW_ANALYTICS, RAW_CREATIVES]
+            .iter()
+            .map(|d| format!("s3://{}/{}/", data.name, d.prefix))
+            .collect(),
         CRAWLED_TABLE_PREFIX,
     );
     crawler.description = "Schema discovery over the raw LinkedIn data (logs changes only)".into();
@@ -195,18 +166,25 @@ pub fn add(
         tags: Default::default(),
         references: [data.address.clone()].into(),
     };
-    let known: BTreeSet<String> = ["raw_analytics", "raw_creatives"].map(String::from).into();
+    let known: BTreeSet<String> = [
+        RAW_ANALYTICS,
+        RAW_CREATIVES,
+        DAILY_AGGREGATES,
+        WEEKLY_SUMMARIES,
+    ]
+    .map(|d| d.table.to_string())
+    .into();
     let mut problems = Vec::new();
     for view in views {
         match view_table(&database, view, &known) {
             Ok(spec) => {
-                let spec = raw.iter().fold(spec, |s, r| s.depends_on(&r.address));
+                let spec = tables.iter().fold(spec, |s, t| s.depends_on(&t.address));
                 stack.add(&view.name, spec);
             }
             Err(e) => problems.push(e),
         }
     }
-    // Named queries may read the raw tables and the views.
+    // Named queries may read the dataset tables and the views.
     let mut readable = known.clone();
     readable.extend(views.iter().map(|v| v.name.clone()));
     let database_name = database.name.clone();

@@ -419,6 +419,31 @@ fn the_catalog_has_projected_raw_tables_and_the_views() {
     );
     let (summary, _) = table("daily_summary");
     assert_eq!(summary.columns.last().unwrap().name, "active_creatives");
+
+    // The processor's Parquet: daily partitions projected like the raw ones; weekly files in
+    // one folder. Their columns are the ones the processor writes (`datasets`).
+    let (daily, _) = table("daily_aggregates");
+    assert_eq!(daily.parameters["classification"], "parquet");
+    assert_eq!(
+        daily.parameters["storage.location.template"],
+        "s3://linkedin-ads-local-data-123456789012/processed/daily_aggregates/dt=${dt}/"
+    );
+    let storage = daily.storage.unwrap();
+    assert_eq!(
+        storage.serde_library,
+        "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe"
+    );
+    assert_eq!(
+        daily.columns.len(),
+        datasets::DAILY_AGGREGATES.columns.len()
+    );
+    let (weekly, _) = table("weekly_summaries");
+    assert!(weekly.partition_keys.is_empty());
+    assert!(!weekly.parameters.contains_key("projection.enabled"));
+    assert_eq!(
+        weekly.storage.unwrap().location,
+        "s3://linkedin-ads-local-data-123456789012/processed/weekly_summaries/"
+    );
 }
 
 #[test]

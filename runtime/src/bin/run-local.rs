@@ -62,6 +62,14 @@ async fn run(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Error>
             let collector = runtime::collector::Collector::from_env().await?;
             Ok(serde_json::to_value(collector.run().await?)?)
         }
+        Handler::Processor => {
+            if let Some(event) = event {
+                serde_json::from_value::<runtime::events::ScheduledEvent>(event)
+                    .map_err(|e| format!("not an EventBridge scheduled event: {e}"))?;
+            }
+            let processor = runtime::processor::Processor::from_env().await?;
+            Ok(serde_json::to_value(processor.run().await?)?)
+        }
         other => Err(format!(
             "{other:?}: this handler's pipeline behaviour is not built yet, so it cannot run locally"
         )

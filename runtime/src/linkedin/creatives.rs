@@ -4,7 +4,7 @@
 //! commentary, call to action and landing page) whose media refers to an image (its download
 //! URL). See `api-notes.md` ("Creatives").
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::analytics::encode;
@@ -157,7 +157,8 @@ pub fn parse_image(answer: &Value) -> Option<String> {
 }
 
 /// One line of `raw/linkedin/creatives/dt=.../<run-id>.ndjson`: the raw table's columns.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct CreativeRow {
     pub creative_id: String,
     pub account_id: String,

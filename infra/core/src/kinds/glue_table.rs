@@ -117,6 +117,39 @@ impl GlueTableSpec {
         }
     }
 
+    /// An external table of Parquet objects under `location`, partitioned by `partition_keys`.
+    pub fn parquet(
+        database: &Ref<GlueDatabaseSpec>,
+        name: &str,
+        description: &str,
+        columns: Vec<TableColumn>,
+        partition_keys: Vec<TableColumn>,
+        location: String,
+    ) -> GlueTableSpec {
+        GlueTableSpec {
+            database: database.name.clone(),
+            name: name.into(),
+            description: description.into(),
+            columns,
+            partition_keys,
+            parameters: BTreeMap::from([
+                ("EXTERNAL".into(), "TRUE".into()),
+                ("classification".into(), "parquet".into()),
+            ]),
+            storage: Some(Storage {
+                location,
+                input_format: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
+                    .into(),
+                output_format: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
+                    .into(),
+                serde_library: "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe".into(),
+                serde_parameters: BTreeMap::new(),
+            }),
+            view: None,
+            references: BTreeSet::from([database.address.clone()]),
+        }
+    }
+
     /// An Athena view running `sql` (from `source`) with the declared output `columns`.
     pub fn view(
         database: &Ref<GlueDatabaseSpec>,
