@@ -303,3 +303,49 @@ async fn restated_rows_win_downstream_without_duplicates() {
         (3, later.run_id.as_str())
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_query_too_long_for_a_url_goes_through_the_post_tunnel() {
+    let moto = Moto::start();
+    let sdk = setup(&moto).await;
+    // 100 accounts make the analytics URL about 5,000 characters long.
+    let accounts: Vec<String> = (0..100).map(|i| format!("5000001{i:02}")).collect();
+    let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    let mut script: Vec<Reply> = accounts
+        .iter()
+        .map(|_| Reply::json(200, json!({"elements": [], "metadata": {}})))
+        .collect();
+    script.push(Reply::json(
+        200,
+        json!({"elements": [element("333", 3, json!({"impressions": 7}))]}),
+    ));
+    let api = FakeServer::start(script);
+    let summary = collector(&sdk, &api, &accounts, jan_4).run().await.unwrap();
+    assert_eq!(summary.analytics_rows, 1);
+
+    let requests = api.requests();
+    let short = &requests[0];
+    assert_eq!(short.method, "GET", "short URLs stay GETs");
+    let tunnel = requests.last().unwrap();
+    assert_eq!(tunnel.method, "POST");
+    assert_eq!(tunnel.path, "/rest/adAnalytics");
+    assert_eq!(tunnel.query, "");
+    assert_eq!(tunnel.header("x-http-method-override"), Some("GET"));
+    assert_eq!(
+        tunnel.header("content-type"),
+        Some("application/x-www-form-urlencoded")
+    );
+    assert_eq!(tunnel.header("linkedin-version"), Some("202511"));
+    assert_eq!(tunnel.header("x-restli-protocol-version"), Some("2.0.0"));
+    assert!(tunnel.body.len() > 4000, "{}", tunnel.body.len());
+    assert!(
+        tunnel
+            .body
+            .starts_with("q=analytics&pivot=CREATIVE&timeGranularity=DAILY&dateRange=(start:(year:2026,month:1,day:2),end:(year:2026,month:1,day:4))&accounts=List(urn%3Ali%3AsponsoredAccount%3A500000100,urn%3Ali%3AsponsoredAccount%3A500000101,"),
+        "{}",
+        &tunnel.body[..200]
+    );
+    assert!(tunnel.body.contains(
+        "urn%3Ali%3AsponsoredAccount%3A500000199)&fields=dateRange,pivotValues,impressions,"
+    ));
+}

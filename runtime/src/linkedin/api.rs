@@ -1,5 +1,6 @@
-//! The LinkedIn Marketing API client: versioned REST GETs with the three headers every call
-//! carries, 429 and 5xx retried with jittered backoff within a budget, 401 failing at once.
+//! The LinkedIn Marketing API client: versioned REST calls with the three headers every call
+//! carries, 429 and 5xx retried with jittered backoff within a budget, 401 failing at once,
+//! and GETs whose URL is too long sent through LinkedIn's POST query tunnel.
 //! Paths come from `analytics` and `creatives`, already encoded; nothing here re-encodes.
 
 use std::time::Duration;
@@ -9,6 +10,9 @@ use serde_json::Value;
 use crate::retry::Backoff;
 
 pub const DEFAULT_BASE_URL: &str = "https://api.linkedin.com/rest";
+
+/// Longer URLs are tunnelled (LinkedIn rejects URLs of more than about 4000 characters).
+pub const MAX_URL_LENGTH: usize = 4000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -69,9 +73,38 @@ impl ApiClient {
         self
     }
 
-    /// GETs `path` (with its query string) and parses the JSON answer.
+    /// GETs `path` (with its query string) and parses the JSON answer. A URL longer than
+    /// [`MAX_URL_LENGTH`] goes as LinkedIn's query tunnel: a POST carrying the query as a
+    /// form body and `X-HTTP-Method-Override: GET`.
     pub async fn get(&self, path: &str) -> Result<Value, ApiError> {
         let url = format!("{}{path}", self.base_url);
+        match path.split_once('?') {
+            Some((resource, query)) if url.len() > MAX_URL_LENGTH => {
+                let url = format!("{}{resource}", self.base_url);
+                self.send(path, || {
+                    self.http
+                        .post(&url)
+                        .header("X-HTTP-Method-Override", "GET")
+                        .header(
+                            reqwest::header::CONTENT_TYPE,
+                            "application/x-www-form-urlencoded",
+                        )
+                        .body(query.to_string())
+                })
+                .await
+            }
+            _ => self.send(path, || self.http.get(&url)).await,
+        }
+    }
+
+    /// Sends the request `build` makes, with the headers every call carries, retrying 429,
+    /// 5xx and connection failures within the budget. A 2xx answer is parsed as JSON (an
+    /// empty body is `null`).
+    async fn send(
+        &self,
+        path: &str,
+        build: impl Fn() -> reqwest::RequestBuilder,
+    ) -> Result<Value, ApiError> {
         // Only the path goes into errors and logs: the query can be long, never secret.
         let short = path.split('?').next().unwrap_or(path).to_string();
         let mut last = String::new();
@@ -79,9 +112,7 @@ impl ApiClient {
             if attempt > 1 {
                 tokio::time::sleep(self.backoff.delay(attempt - 1)).await;
             }
-            let sent = self
-                .http
-                .get(&url)
+            let sent = build()
                 .bearer_auth(&self.token)
                 .header("LinkedIn-Version", &self.version)
                 .header("X-Restli-Protocol-Version", "2.0.0")
@@ -97,7 +128,8 @@ impl ApiClient {
             let status = response.status().as_u16();
             let body = response.text().await.unwrap_or_default();
             match status {
-                200 => {
+                200..=299 if body.trim().is_empty() => return Ok(Value::Null),
+                200..=299 => {
                     return serde_json::from_str(&body)
                         .map_err(|_| ApiError::NotJson { path: short });
                 }
