@@ -2,14 +2,17 @@
 //! start-up (structured logs, the Lambda runtime loop). Each handler is its own binary under
 //! `src/bin/`, packaged by the engine as the `bootstrap` of its own zip.
 
+pub mod anthropic;
 pub mod collector;
 pub mod columnar;
 pub mod config;
+pub mod copy_generator;
 pub mod credentials;
 pub mod events;
 pub mod features;
 pub mod linkedin;
 pub mod metrics;
+pub mod processed;
 pub mod processor;
 pub mod retry;
 pub mod rotation;

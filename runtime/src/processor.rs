@@ -57,7 +57,9 @@ pub enum ProcessError {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Columnar(#[from] ColumnarError),
-    #[error("{key}: not the creative metadata this processor writes: {message}")]
+    #[error(transparent)]
+    Processed(#[from] crate::processed::ProcessedError),
+    #[error("{key}: {message}")]
     Metadata { key: String, message: String },
 }
 
@@ -336,17 +338,7 @@ impl Processor {
         };
 
         // Creatives: what was known, updated by the window's runs.
-        let mut creatives: Creatives = match storage.get(CREATIVE_METADATA_KEY).await? {
-            Some(body) => serde_json::from_slice::<Vec<CreativeMetadata>>(&body)
-                .map_err(|e| ProcessError::Metadata {
-                    key: CREATIVE_METADATA_KEY.into(),
-                    message: e.to_string(),
-                })?
-                .into_iter()
-                .map(|c| (c.creative.creative_id.clone(), c))
-                .collect(),
-            None => Creatives::new(),
-        };
+        let mut creatives = crate::processed::read_creatives(&storage).await?;
         for day in &days {
             for key in storage
                 .list(&RAW_CREATIVES.partition_prefix(&day.to_string()))

@@ -397,7 +397,17 @@ fn lambda_function(
             linkedin(&mut vars);
             vars.insert("OPTIMIZER_DRY_RUN", env.optimizer.dry_run.to_string());
         }
+        "processor" => {
+            vars.insert(
+                "LOOKBACK_DAYS",
+                env.linkedin.lookback_days.get_ref().to_string(),
+            );
+        }
         "copy-generator" => {
+            vars.insert(
+                "LOOKBACK_DAYS",
+                env.linkedin.lookback_days.get_ref().to_string(),
+            );
             vars.insert("ANTHROPIC_SECRET_ID", t.name("anthropic-api-key"));
             vars.insert("ANTHROPIC_MODEL", env.anthropic.model.get_ref().clone());
         }

@@ -70,6 +70,14 @@ async fn run(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Error>
             let processor = runtime::processor::Processor::from_env().await?;
             Ok(serde_json::to_value(processor.run().await?)?)
         }
+        Handler::CopyGenerator => {
+            if let Some(event) = event {
+                serde_json::from_value::<runtime::events::ScheduledEvent>(event)
+                    .map_err(|e| format!("not an EventBridge scheduled event: {e}"))?;
+            }
+            let generator = runtime::copy_generator::CopyGenerator::from_env().await?;
+            Ok(serde_json::to_value(generator.run().await?)?)
+        }
         other => Err(format!(
             "{other:?}: this handler's pipeline behaviour is not built yet, so it cannot run locally"
         )

@@ -33,6 +33,8 @@ pub struct Reply {
     pub status: u16,
     pub body: String,
     pub content_type: &'static str,
+    /// Further response headers, e.g. `retry-after`.
+    pub headers: Vec<(&'static str, String)>,
 }
 
 impl Reply {
@@ -41,7 +43,13 @@ impl Reply {
             status,
             body: body.to_string(),
             content_type: "application/json",
+            headers: Vec::new(),
         }
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: &str) -> Reply {
+        self.headers.push((name, value.to_string()));
+        self
     }
 }
 
@@ -109,6 +117,7 @@ impl FakeServer {
                                 recorded.method, recorded.path
                             ),
                             content_type: "text/plain",
+                            headers: Vec::new(),
                         });
                         s.next += 1;
                         s.requests.push(recorded);
@@ -116,9 +125,14 @@ impl FakeServer {
                     };
                     let header = tiny_http::Header::from_bytes("Content-Type", reply.content_type)
                         .expect("a valid header");
-                    let response = tiny_http::Response::from_string(reply.body)
+                    let mut response = tiny_http::Response::from_string(reply.body)
                         .with_status_code(reply.status)
                         .with_header(header);
+                    for (name, value) in &reply.headers {
+                        if let Ok(h) = tiny_http::Header::from_bytes(*name, value.as_bytes()) {
+                            response = response.with_header(h);
+                        }
+                    }
                     let _ = request.respond(response);
                 }
             })
