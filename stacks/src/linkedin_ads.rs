@@ -7,8 +7,8 @@ use std::collections::BTreeMap;
 
 use infra_core::model::{
     BucketSpec, Encryption, FunctionUrlSpec, LambdaSpec, LifecycleRule, LogGroupSpec,
-    PermissionSpec, PolicyDocument, PublicAccessBlock, Ref, RoleSpec, RuleSpec, SecretFormat,
-    SecretRotationSpec, SecretSpec, Stack, Statement, TopicSpec,
+    ModelRegistry, PermissionSpec, PolicyDocument, PublicAccessBlock, Ref, RoleSpec, RuleSpec,
+    SecretFormat, SecretRotationSpec, SecretSpec, Stack, Statement, TopicSpec,
 };
 use infra_core::package::{Artifact, Artifacts};
 use infra_core::sql::{SqlError, SqlFile};
@@ -19,6 +19,9 @@ use crate::env::Env;
 pub const STACK_NAME: &str = "linkedin-ads";
 
 pub use crate::monitoring::METRICS_NAMESPACE;
+
+/// The model registry's prefix in the data bucket (`models/<model>/v<N>/...`).
+pub const MODEL_REGISTRY_PREFIX: &str = "models";
 
 /// LinkedIn access tokens live 60 days: the token-rotation function refreshes them this often.
 pub const ROTATION_DAYS: i64 = 60;
@@ -117,6 +120,10 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
     if env.protected {
         stack.protect(&data);
     }
+    stack.model_registry = Some(ModelRegistry {
+        bucket: data.name.clone(),
+        prefix: MODEL_REGISTRY_PREFIX.into(),
+    });
 
     let secrets = secrets(&mut stack);
 
@@ -395,6 +402,7 @@ fn lambda_function(
         }
         "optimizer" => {
             linkedin(&mut vars);
+            vars.insert("MODEL_REGISTRY_PREFIX", MODEL_REGISTRY_PREFIX.into());
             vars.insert("OPTIMIZER_DRY_RUN", env.optimizer.dry_run.to_string());
         }
         "processor" => {

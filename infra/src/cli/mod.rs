@@ -4,6 +4,7 @@
 mod apply;
 mod context;
 mod drift;
+mod models;
 mod plan;
 mod secret;
 mod state;
@@ -54,6 +55,11 @@ pub enum Command {
     Secret {
         #[command(subcommand)]
         command: SecretCommand,
+    },
+    /// List, register, promote or roll back versions of a model in the stack's registry.
+    Models {
+        #[command(subcommand)]
+        command: ModelsCommand,
     },
     /// Inspect the state, or release a lock.
     State {
@@ -156,6 +162,52 @@ pub enum SecretCommand {
 }
 
 #[derive(Debug, Subcommand)]
+pub enum ModelsCommand {
+    /// List the registry's models, or one model's versions and which is promoted.
+    List {
+        #[command(flatten)]
+        env: EnvArg,
+        #[arg(long = "model", short = 'm')]
+        model: Option<String>,
+    },
+    /// Register FILE (model.json or model.tar.gz) as the model's next version.
+    Register {
+        #[command(flatten)]
+        env: EnvArg,
+        /// The model's name, e.g. creative-scorer.
+        #[arg(long, short = 'm')]
+        model: String,
+        /// The artifact; its file name must be model.json or model.tar.gz.
+        #[arg(long)]
+        artifact: PathBuf,
+        /// JSON with training_data, metrics, hyperparameters and source_revision.
+        #[arg(long)]
+        metadata: Option<PathBuf>,
+        /// Promote the new version at once.
+        #[arg(long)]
+        promote: bool,
+    },
+    /// Make VERSION the version the optimizer loads.
+    Promote {
+        #[command(flatten)]
+        env: EnvArg,
+        /// The model's name, e.g. creative-scorer.
+        #[arg(long, short = 'm')]
+        model: String,
+        #[arg(long)]
+        version: u32,
+    },
+    /// Return to the version promoted before the current one.
+    Rollback {
+        #[command(flatten)]
+        env: EnvArg,
+        /// The model's name, e.g. creative-scorer.
+        #[arg(long, short = 'm')]
+        model: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// List the resources in state.
     List {
@@ -219,6 +271,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Drift(args) => drift::run(&paths, args, &mut used).await,
         Command::Destroy(args) => apply::destroy(&paths, args, &mut used).await,
         Command::Secret { command } => secret::run(&paths, command, &mut used).await,
+        Command::Models { command } => models::run(&paths, command, &mut used).await,
         Command::State { command } => state::run(&paths, command, &mut used).await,
     };
     if stats && let Some(ctx) = &used {

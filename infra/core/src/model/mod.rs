@@ -368,11 +368,21 @@ pub struct StateLocation {
     pub prefix: String,
 }
 
+/// Where a stack keeps versioned models (`s3://<bucket>/<prefix>/<model>/...`), which
+/// `infra models` manages. Not a resource: the bucket is one, the models are data in it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelRegistry {
+    pub bucket: String,
+    pub prefix: String,
+}
+
 /// A stack: the target it is built for and its resources, in the order they were added.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Stack {
     pub target: Target,
     pub resources: Vec<Resource>,
+    #[serde(default)]
+    pub model_registry: Option<ModelRegistry>,
 }
 
 impl Stack {
@@ -380,6 +390,7 @@ impl Stack {
         Stack {
             target,
             resources: Vec::new(),
+            model_registry: None,
         }
     }
 
