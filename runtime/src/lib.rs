@@ -16,7 +16,10 @@ pub mod processed;
 pub mod processor;
 pub mod retry;
 pub mod rotation;
+pub mod sample;
 pub mod storage;
+pub mod trainer;
+pub mod training;
 
 use std::future::Future;
 
