@@ -319,3 +319,31 @@ fn an_alarm_with_a_negative_threshold_unknown_statistic_and_comparison_names_eac
         assert!(found, "{field}: {}", run.all());
     }
 }
+
+#[test]
+fn invalid_optimizer_guardrails_name_file_line_and_field() {
+    let original =
+        std::fs::read_to_string(testkit::workspace_root().join("stacks/envs/local.toml")).unwrap();
+    let run = plan_with(|t| {
+        t.replace("confidence_z = 1.96", "confidence_z = 0.0")
+            .replace(
+                "max_bid_change_percent = 20",
+                "max_bid_change_percent = 250.0",
+            )
+    });
+    assert_eq!(run.code, 1, "{}", run.all());
+    for (text, field) in [
+        ("confidence_z = 1.96", "optimizer.confidence_z"),
+        (
+            "max_bid_change_percent = 20",
+            "optimizer.max_bid_change_percent",
+        ),
+    ] {
+        let line = line_of(&original, text);
+        assert!(
+            run.stderr.contains(&format!("local.toml:{line}:")) && run.stderr.contains(field),
+            "{field}: {}",
+            run.all()
+        );
+    }
+}

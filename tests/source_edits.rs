@@ -61,10 +61,7 @@ fn editing_one_handler_updates_only_its_function() {
         path: path.clone(),
         original: original.clone(),
     };
-    let edited = original.replace(
-        "log_scheduled(\"optimizer\"",
-        "log_scheduled(\"optimizer-edited\"",
-    );
+    let edited = original.replace("\"optimization run done\"", "\"optimization run finished\"");
     assert_ne!(edited, original, "the edit must change the handler");
     std::fs::write(&path, edited).unwrap();
 

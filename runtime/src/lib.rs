@@ -8,10 +8,12 @@ pub mod columnar;
 pub mod config;
 pub mod copy_generator;
 pub mod credentials;
+pub mod decisions;
 pub mod events;
 pub mod features;
 pub mod linkedin;
 pub mod metrics;
+pub mod optimizer;
 pub mod processed;
 pub mod processor;
 pub mod retry;
@@ -39,25 +41,6 @@ pub fn init_tracing() {
         // Lambda sends stderr to CloudWatch as well; `run-local` keeps stdout for its result.
         .with_writer(std::io::stderr)
         .try_init();
-}
-
-/// A scheduled handler whose pipeline behaviour is still to come: logs the event it was
-/// invoked with and accepts it.
-pub async fn log_scheduled(
-    handler: &'static str,
-    event: LambdaEvent<events::ScheduledEvent>,
-) -> Result<serde_json::Value, Error> {
-    let (event, context) = event.into_parts();
-    tracing::info!(
-        handler,
-        request_id = %context.request_id,
-        detail_type = %event.detail_type,
-        source = %event.source,
-        time = ?event.time,
-        detail = %event.detail,
-        "invoked by schedule"
-    );
-    Ok(serde_json::json!({ "handler": handler, "status": "accepted" }))
 }
 
 /// Runs `handler` in the Lambda runtime loop.

@@ -168,6 +168,19 @@ pub struct Anthropic {
 pub struct Optimizer {
     /// Decide and log, but change nothing on LinkedIn.
     pub dry_run: bool,
+    /// Days of performance each decision looks at.
+    pub lookback_days: Spanned<i64>,
+    /// Impressions a creative needs before it is judged.
+    pub min_impressions: Spanned<i64>,
+    /// The z score of the Wilson bounds (1.96: 95%).
+    pub confidence_z: Spanned<f64>,
+    pub max_actions_per_run: Spanned<i64>,
+    /// A creative or campaign acted on is left alone this long.
+    pub cooldown_hours: Spanned<i64>,
+    /// A bid moves at most this much per run.
+    pub max_bid_change_percent: Spanned<f64>,
+    /// A winner's campaign budget rises this much.
+    pub budget_increase_percent: Spanned<f64>,
 }
 
 #[derive(Clone, Debug, Deserialize)]
@@ -541,6 +554,67 @@ impl Env {
                 "thresholds.athena_bytes_scanned_cutoff",
                 "Athena's minimum is 10485760 bytes (10 MB)".into(),
             );
+        }
+        let o = &self.optimizer;
+        for (field, value, range, expected) in [
+            (
+                "optimizer.lookback_days",
+                &o.lookback_days,
+                1..=90,
+                "1 to 90 days",
+            ),
+            (
+                "optimizer.min_impressions",
+                &o.min_impressions,
+                1..=i64::MAX,
+                "at least 1",
+            ),
+            (
+                "optimizer.max_actions_per_run",
+                &o.max_actions_per_run,
+                0..=1000,
+                "0 to 1000",
+            ),
+            (
+                "optimizer.cooldown_hours",
+                &o.cooldown_hours,
+                0..=2160,
+                "0 to 2160 hours",
+            ),
+        ] {
+            if !range.contains(value.get_ref()) {
+                problem(
+                    value.span(),
+                    field,
+                    format!("{}: {expected}", value.get_ref()),
+                );
+            }
+        }
+        let z = *o.confidence_z.get_ref();
+        if !(z.is_finite() && z > 0.0 && z <= 5.0) {
+            problem(
+                o.confidence_z.span(),
+                "optimizer.confidence_z",
+                format!("{z}: a z score in (0, 5] (1.96 for 95%)"),
+            );
+        }
+        for (field, value) in [
+            (
+                "optimizer.max_bid_change_percent",
+                &o.max_bid_change_percent,
+            ),
+            (
+                "optimizer.budget_increase_percent",
+                &o.budget_increase_percent,
+            ),
+        ] {
+            if !(0.0..=100.0).contains(value.get_ref()) {
+                problem(
+                    value.span(),
+                    field,
+                    format!("{}: 0 to 100", value.get_ref()),
+                );
+            }
         }
         let s = &self.schedules;
         for (value, field) in [

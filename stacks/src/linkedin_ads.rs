@@ -403,7 +403,40 @@ fn lambda_function(
         "optimizer" => {
             linkedin(&mut vars);
             vars.insert("MODEL_REGISTRY_PREFIX", MODEL_REGISTRY_PREFIX.into());
-            vars.insert("OPTIMIZER_DRY_RUN", env.optimizer.dry_run.to_string());
+            let o = &env.optimizer;
+            vars.insert("OPTIMIZER_DRY_RUN", o.dry_run.to_string());
+            for (name, value) in [
+                (
+                    "OPTIMIZER_LOOKBACK_DAYS",
+                    o.lookback_days.get_ref().to_string(),
+                ),
+                (
+                    "OPTIMIZER_MIN_IMPRESSIONS",
+                    o.min_impressions.get_ref().to_string(),
+                ),
+                (
+                    "OPTIMIZER_CONFIDENCE_Z",
+                    o.confidence_z.get_ref().to_string(),
+                ),
+                (
+                    "OPTIMIZER_MAX_ACTIONS",
+                    o.max_actions_per_run.get_ref().to_string(),
+                ),
+                (
+                    "OPTIMIZER_COOLDOWN_HOURS",
+                    o.cooldown_hours.get_ref().to_string(),
+                ),
+                (
+                    "OPTIMIZER_MAX_BID_CHANGE_PERCENT",
+                    o.max_bid_change_percent.get_ref().to_string(),
+                ),
+                (
+                    "OPTIMIZER_BUDGET_INCREASE_PERCENT",
+                    o.budget_increase_percent.get_ref().to_string(),
+                ),
+            ] {
+                vars.insert(name, value);
+            }
         }
         "processor" => {
             vars.insert(

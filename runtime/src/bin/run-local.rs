@@ -78,10 +78,14 @@ async fn run(args: Args) -> Result<serde_json::Value, Box<dyn std::error::Error>
             let generator = runtime::copy_generator::CopyGenerator::from_env().await?;
             Ok(serde_json::to_value(generator.run().await?)?)
         }
-        other => Err(format!(
-            "{other:?}: this handler's pipeline behaviour is not built yet, so it cannot run locally"
-        )
-        .into()),
+        Handler::Optimizer => {
+            if let Some(event) = event {
+                serde_json::from_value::<runtime::events::ScheduledEvent>(event)
+                    .map_err(|e| format!("not an EventBridge scheduled event: {e}"))?;
+            }
+            let optimizer = runtime::optimizer::Optimizer::from_env().await?;
+            Ok(serde_json::to_value(optimizer.run().await?)?)
+        }
     }
 }
 

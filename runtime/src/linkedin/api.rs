@@ -97,6 +97,20 @@ impl ApiClient {
         }
     }
 
+    /// A Rest.li partial update of the entity at `path`: `POST` with
+    /// `X-RestLi-Method: PARTIAL_UPDATE` and `{"patch": {"$set": set}}` (LinkedIn answers 204).
+    pub async fn partial_update(&self, path: &str, set: Value) -> Result<Value, ApiError> {
+        let url = format!("{}{path}", self.base_url);
+        let body = serde_json::json!({ "patch": { "$set": set } });
+        self.send(path, || {
+            self.http
+                .post(&url)
+                .header("X-RestLi-Method", "PARTIAL_UPDATE")
+                .json(&body)
+        })
+        .await
+    }
+
     /// Sends the request `build` makes, with the headers every call carries, retrying 429,
     /// 5xx and connection failures within the budget. A 2xx answer is parsed as JSON (an
     /// empty body is `null`).

@@ -1,0 +1,519 @@
+//! The optimizer: one run reads the trailing days of processed data and the creatives, loads
+//! the promoted creative scorer and bid model (deciding by rules alone, and saying so, when
+//! there is none), makes its decisions (`crate::decisions`), carries them out through
+//! LinkedIn's partial updates unless dry-run, writes every decision with its reason and inputs
+//! to `decisions/dt=YYYY-MM-DD/<run-id>.json`, and emits its metrics.
+//!
+//! The cooldown is read from earlier decision files: a creative or campaign acted on (or, in
+//! dry-run, that would have been) within `cooldown_hours` is left alone. The scorer's
+//! predictions are stored with the decisions, so the next run can measure them against the
+//! day's actual CTRs (`PredictionAccuracy`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use aws_sdk_cloudwatch::types::StandardUnit;
+use chrono::{DateTime, Duration, Utc};
+use registry::{Registry, RegistryError};
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::config::{self, ConfigError};
+use crate::credentials::{CredentialsError, LinkedInCredentials};
+use crate::decisions::{self, Action, CampaignSettings, Decision, Situation, Status, Thresholds};
+use crate::linkedin::analytics::encode;
+use crate::linkedin::api::{self, ApiClient, ApiError};
+use crate::metrics::{Metrics, MetricsError};
+use crate::processed::{self, ProcessedError};
+use crate::retry::Backoff;
+use crate::storage::{self, Storage, StorageError};
+use crate::training::{BidModel, CreativeScorer};
+
+pub const SCORER: &str = "creative-scorer";
+pub const BID_MODEL: &str = "bid-optimizer";
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct OptimizerConfig {
+    pub bucket: String,
+    pub namespace: String,
+    pub environment: String,
+    pub secret_id: String,
+    pub api_base_url: String,
+    pub version: String,
+    pub registry_prefix: String,
+    pub dry_run: bool,
+    pub lookback_days: u32,
+    pub thresholds: Thresholds,
+}
+
+fn parsed<T: std::str::FromStr>(
+    name: &'static str,
+    default: &str,
+    valid: impl Fn(&T) -> bool,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    let text = config::or_default(name, default);
+    text.parse::<T>()
+        .ok()
+        .filter(|v| valid(v))
+        .ok_or(ConfigError::Invalid {
+            name,
+            message: format!("`{text}`: {expected}"),
+        })
+}
+
+impl OptimizerConfig {
+    pub fn from_env() -> Result<OptimizerConfig, ConfigError> {
+        let dry_run = match config::or_default("OPTIMIZER_DRY_RUN", "true").as_str() {
+            "true" => true,
+            "false" => false,
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: "OPTIMIZER_DRY_RUN",
+                    message: format!("`{other}`: true or false"),
+                });
+            }
+        };
+        Ok(OptimizerConfig {
+            bucket: config::required("DATA_BUCKET")?,
+            namespace: config::or_default("METRICS_NAMESPACE", "LinkedInAds"),
+            environment: config::or_default("METRICS_ENVIRONMENT", "unknown"),
+            secret_id: config::required("LINKEDIN_SECRET_ID")?,
+            api_base_url: config::base_url("LINKEDIN_API_BASE_URL", api::DEFAULT_BASE_URL)?,
+            version: config::required("LINKEDIN_VERSION")?,
+            registry_prefix: config::or_default("MODEL_REGISTRY_PREFIX", "models"),
+            dry_run,
+            lookback_days: parsed(
+                "OPTIMIZER_LOOKBACK_DAYS",
+                "7",
+                |d: &u32| (1..=90).contains(d),
+                "1 to 90 days",
+            )?,
+            thresholds: Thresholds {
+                min_impressions: parsed(
+                    "OPTIMIZER_MIN_IMPRESSIONS",
+                    "1000",
+                    |n: &i64| *n >= 1,
+                    "at least 1",
+                )?,
+                confidence_z: parsed(
+                    "OPTIMIZER_CONFIDENCE_Z",
+                    "1.96",
+                    |z: &f64| z.is_finite() && *z > 0.0,
+                    "a positive z score",
+                )?,
+                max_actions: parsed(
+                    "OPTIMIZER_MAX_ACTIONS",
+                    "10",
+                    |n: &usize| *n <= 1000,
+                    "0 to 1000",
+                )?,
+                cooldown_hours: parsed(
+                    "OPTIMIZER_COOLDOWN_HOURS",
+                    "72",
+                    |h: &u32| *h <= 24 * 90,
+                    "0 to 2160 hours",
+                )?,
+                max_bid_change_percent: parsed(
+                    "OPTIMIZER_MAX_BID_CHANGE_PERCENT",
+                    "20",
+                    |p: &f64| (0.0..=100.0).contains(p),
+                    "0 to 100",
+                )?,
+                budget_increase_percent: parsed(
+                    "OPTIMIZER_BUDGET_INCREASE_PERCENT",
+                    "20",
+                    |p: &f64| (0.0..=100.0).contains(p),
+                    "0 to 100",
+                )?,
+            },
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OptimizeError {
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    #[error(transparent)]
+    Processed(#[from] ProcessedError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Metrics(#[from] MetricsError),
+    #[error(transparent)]
+    Api(#[from] ApiError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error("GetSecretValue {secret}: {message}")]
+    Secret { secret: String, message: String },
+}
+
+/// A decisions file (`decisions/dt=.../<run-id>.json`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DecisionsFile {
+    pub run_id: String,
+    pub decided_at: DateTime<Utc>,
+    pub dry_run: bool,
+    /// `<model> v<N>` used, or `rules`.
+    pub scorer: String,
+    pub bid_model: String,
+    pub decisions: Vec<Value>,
+    /// The scorer's predicted CTR per creative (none when deciding by rules).
+    #[serde(default)]
+    pub predictions: BTreeMap<String, f64>,
+}
+
+/// What one run did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct OptimizeSummary {
+    pub run_id: String,
+    pub dry_run: bool,
+    pub scorer: String,
+    pub bid_model: String,
+    pub creatives_paused: usize,
+    pub campaigns_scaled: usize,
+    pub bids_adjusted: usize,
+    pub skipped: usize,
+    pub failed: usize,
+    pub prediction_accuracy: Option<f64>,
+    pub decisions_key: String,
+}
+
+pub struct Optimizer {
+    pub config: OptimizerConfig,
+    pub s3: aws_sdk_s3::Client,
+    pub secrets: aws_sdk_secretsmanager::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub backoff: Backoff,
+    pub clock: fn() -> DateTime<Utc>,
+}
+
+async fn load_model<T: serde::de::DeserializeOwned>(
+    registry: &Registry,
+    name: &str,
+) -> Result<Option<(String, T)>, OptimizeError> {
+    let Some((metadata, artifact)) = registry.load_promoted(name).await? else {
+        tracing::warn!(model = name, "no promoted version: deciding by rules");
+        return Ok(None);
+    };
+    match serde_json::from_slice::<T>(&artifact) {
+        Ok(model) => {
+            let label = format!("{name} v{}", metadata.version);
+            tracing::info!(model = %label, "loaded the promoted model");
+            Ok(Some((label, model)))
+        }
+        Err(e) => {
+            tracing::error!(model = name, version = metadata.version, error = %e, "the promoted model is unreadable: deciding by rules");
+            Ok(None)
+        }
+    }
+}
+
+/// The label of the model used, or `rules`.
+fn label(model: Option<&String>) -> String {
+    model.cloned().unwrap_or_else(|| "rules".to_string())
+}
+
+fn amount(value: &Value) -> Option<f64> {
+    match value {
+        Value::String(s) => s.parse().ok(),
+        Value::Number(n) => n.as_f64(),
+        _ => None,
+    }
+}
+
+impl Optimizer {
+    pub async fn from_env() -> Result<Optimizer, ConfigError> {
+        let config = OptimizerConfig::from_env()?;
+        let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(Optimizer {
+            config,
+            s3: storage::s3_client(&sdk),
+            secrets: aws_sdk_secretsmanager::Client::new(&sdk),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(&sdk),
+            backoff: Backoff::STANDARD,
+            clock: Utc::now,
+        })
+    }
+
+    async fn api(&self) -> Result<ApiClient, OptimizeError> {
+        let out = self
+            .secrets
+            .get_secret_value()
+            .secret_id(&self.config.secret_id)
+            .version_stage("AWSCURRENT")
+            .send()
+            .await
+            .map_err(|e| OptimizeError::Secret {
+                secret: self.config.secret_id.clone(),
+                message: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+            })?;
+        let credentials = LinkedInCredentials::parse(out.secret_string().unwrap_or_default())?;
+        Ok(ApiClient::new(
+            &self.config.api_base_url,
+            &self.config.version,
+            &credentials.access_token,
+        )
+        .with_backoff(self.backoff))
+    }
+
+    /// Earlier decision files within the cooldown (and the day before, for predictions),
+    /// oldest first.
+    async fn earlier(
+        &self,
+        storage: &Storage,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<DecisionsFile>, OptimizeError> {
+        let hours = i64::from(self.config.thresholds.cooldown_hours).max(24);
+        let first = (now - Duration::hours(hours)).date_naive();
+        let mut files = Vec::new();
+        for day in first.iter_days().take_while(|d| *d <= now.date_naive()) {
+            for key in storage.list(&format!("decisions/dt={day}/")).await? {
+                if let Some(body) = storage.get(&key).await? {
+                    match serde_json::from_slice::<DecisionsFile>(&body) {
+                        Ok(file) => files.push(file),
+                        Err(e) => {
+                            tracing::warn!(%key, error = %e, "unreadable decisions file skipped")
+                        }
+                    }
+                }
+            }
+        }
+        files.sort_by_key(|f| f.decided_at);
+        Ok(files)
+    }
+
+    pub async fn run(&self) -> Result<OptimizeSummary, OptimizeError> {
+        let now = (self.clock)();
+        let run_id = format!("{}-{:08x}", now.format("%Y%m%dT%H%M%SZ"), fastrand::u32(..));
+        let storage = Storage::new(self.s3.clone(), &self.config.bucket);
+        let registry = Registry::new(
+            self.s3.clone(),
+            &self.config.bucket,
+            &self.config.registry_prefix,
+        );
+        let today = now.date_naive();
+        let yesterday = today.pred_opt().unwrap_or(today);
+        let (from, to) = processed::trailing(yesterday, self.config.lookback_days);
+        let records = processed::read_daily(&storage, from, to).await?;
+        let totals = processed::totals_per_creative(&records);
+        let creatives = processed::read_creatives(&storage).await?;
+        let scorer = load_model::<CreativeScorer>(&registry, SCORER).await?;
+        let bids = load_model::<BidModel>(&registry, BID_MODEL).await?;
+
+        let earlier = self.earlier(&storage, now).await?;
+        let cooldown_start =
+            now - Duration::hours(i64::from(self.config.thresholds.cooldown_hours));
+        let mut cooling_down = BTreeSet::new();
+        let cooling = |f: &&DecisionsFile| {
+            self.config.thresholds.cooldown_hours > 0 && f.decided_at >= cooldown_start
+        };
+        for file in earlier.iter().filter(cooling) {
+            for d in &file.decisions {
+                if matches!(d["status"].as_str(), Some("executed" | "dry_run")) {
+                    let subject = d["creative_id"]
+                        .as_str()
+                        .or_else(|| d["campaign_id"].as_str())
+                        .unwrap_or_default();
+                    cooling_down.insert(subject.to_string());
+                }
+            }
+        }
+        let previous_predictions = earlier.iter().rev().find(|f| !f.predictions.is_empty());
+        let prediction_accuracy = previous_predictions.and_then(|previous| {
+            let latest: Vec<_> = records
+                .iter()
+                .filter(|r| r.date == yesterday.to_string())
+                .cloned()
+                .collect();
+            decisions::prediction_accuracy(
+                &previous.predictions,
+                &processed::totals_per_creative(&latest),
+            )
+        });
+
+        let thresholds = self.config.thresholds;
+        let no_settings = BTreeMap::new();
+        let situation = |campaigns| Situation {
+            totals: &totals,
+            creatives: &creatives,
+            scorer: scorer.as_ref().map(|(_, m)| m),
+            bids: bids.as_ref().map(|(_, m)| m),
+            campaigns,
+            cooling_down: &cooling_down,
+            thresholds,
+        };
+        // Which campaigns' settings matter: those with a winner, and those the bid model
+        // covers.
+        let mut wanted: BTreeMap<String, String> = BTreeMap::new();
+        for d in decisions::decide(&situation(&no_settings)) {
+            if d.action == Action::ScaleBudget {
+                wanted.insert(d.campaign_id.clone(), d.account_id.clone());
+            }
+        }
+        if let Some((_, model)) = &bids {
+            for t in totals.values() {
+                if model.campaigns.contains_key(&t.campaign_id) {
+                    wanted.insert(t.campaign_id.clone(), t.account_id.clone());
+                }
+            }
+        }
+        let mut api_client = None;
+        let mut settings = BTreeMap::new();
+        let mut currencies: BTreeMap<String, String> = BTreeMap::new();
+        if !wanted.is_empty() {
+            let api = self.api().await?;
+            for (campaign, account) in &wanted {
+                let answer = api
+                    .get(&format!("/adAccounts/{account}/adCampaigns/{campaign}"))
+                    .await?;
+                settings.insert(
+                    campaign.clone(),
+                    CampaignSettings {
+                        daily_budget: amount(&answer["dailyBudget"]["amount"]),
+                        bid: amount(&answer["unitCost"]["amount"]),
+                    },
+                );
+                let currency = answer["dailyBudget"]["currencyCode"]
+                    .as_str()
+                    .or_else(|| answer["unitCost"]["currencyCode"].as_str())
+                    .unwrap_or("USD");
+                currencies.insert(campaign.clone(), currency.to_string());
+            }
+            api_client = Some(api);
+        }
+        let mut decided = decisions::decide(&situation(&settings));
+
+        let planned = decided.iter().any(|d| d.status == Status::Planned);
+        if planned && !self.config.dry_run && api_client.is_none() {
+            api_client = Some(self.api().await?);
+        }
+        for d in decided.iter_mut().filter(|d| d.status == Status::Planned) {
+            if self.config.dry_run {
+                d.status = Status::DryRun;
+                continue;
+            }
+            let Some(api) = &api_client else { continue };
+            let currency = currencies.get(&d.campaign_id).map_or("USD", String::as_str);
+            let money = |x: Option<f64>| json!({"amount": format!("{:.2}", x.unwrap_or_default()), "currencyCode": currency});
+            let (path, set) = match d.action {
+                Action::Pause => (
+                    format!(
+                        "/adAccounts/{}/creatives/{}",
+                        d.account_id,
+                        encode(&format!(
+                            "urn:li:sponsoredCreative:{}",
+                            d.creative_id.as_deref().unwrap_or_default()
+                        ))
+                    ),
+                    json!({"intendedStatus": "PAUSED"}),
+                ),
+                Action::ScaleBudget => (
+                    format!("/adAccounts/{}/adCampaigns/{}", d.account_id, d.campaign_id),
+                    json!({"dailyBudget": money(d.inputs.proposed)}),
+                ),
+                Action::AdjustBid => (
+                    format!("/adAccounts/{}/adCampaigns/{}", d.account_id, d.campaign_id),
+                    json!({"unitCost": money(d.inputs.proposed)}),
+                ),
+                Action::Keep => continue,
+            };
+            match api.partial_update(&path, set).await {
+                Ok(_) => d.status = Status::Executed,
+                Err(e @ ApiError::Unauthorized { .. }) => return Err(e.into()),
+                Err(e) => {
+                    tracing::error!(error = %e, "partial update failed");
+                    d.status = Status::Failed;
+                    d.reason = format!("{} (failed: {e})", d.reason);
+                }
+            }
+        }
+
+        let predictions = scorer
+            .as_ref()
+            .map(|(_, s)| decisions::predictions(s, &creatives))
+            .unwrap_or_default();
+        let acted = |action: Action| {
+            decided
+                .iter()
+                .filter(|d| {
+                    d.action == action && matches!(d.status, Status::Executed | Status::DryRun)
+                })
+                .count()
+        };
+        let key = format!("decisions/dt={today}/{run_id}.json");
+        let summary = OptimizeSummary {
+            run_id: run_id.clone(),
+            dry_run: self.config.dry_run,
+            scorer: label(scorer.as_ref().map(|(l, _)| l)),
+            bid_model: label(bids.as_ref().map(|(l, _)| l)),
+            creatives_paused: acted(Action::Pause),
+            campaigns_scaled: acted(Action::ScaleBudget),
+            bids_adjusted: acted(Action::AdjustBid),
+            skipped: decided
+                .iter()
+                .filter(|d| d.status == Status::Skipped)
+                .count(),
+            failed: decided
+                .iter()
+                .filter(|d| d.status == Status::Failed)
+                .count(),
+            prediction_accuracy,
+            decisions_key: key.clone(),
+        };
+        let file = DecisionsFile {
+            run_id,
+            decided_at: now,
+            dry_run: self.config.dry_run,
+            scorer: summary.scorer.clone(),
+            bid_model: summary.bid_model.clone(),
+            decisions: decided
+                .iter()
+                .map(|d: &Decision| serde_json::to_value(d).unwrap_or_default())
+                .collect(),
+            predictions,
+        };
+        storage
+            .put(
+                &key,
+                "application/json",
+                serde_json::to_vec_pretty(&file).unwrap_or_default(),
+            )
+            .await?;
+
+        let mut data = vec![
+            (
+                "CreativesPaused",
+                summary.creatives_paused as f64,
+                StandardUnit::Count,
+            ),
+            (
+                "CreativesScaled",
+                summary.campaigns_scaled as f64,
+                StandardUnit::Count,
+            ),
+            (
+                "BidsAdjusted",
+                summary.bids_adjusted as f64,
+                StandardUnit::Count,
+            ),
+            (
+                "OptimizationActions",
+                (summary.creatives_paused + summary.campaigns_scaled + summary.bids_adjusted)
+                    as f64,
+                StandardUnit::Count,
+            ),
+        ];
+        if let Some(accuracy) = prediction_accuracy {
+            data.push(("PredictionAccuracy", accuracy, StandardUnit::None));
+        }
+        Metrics {
+            client: self.cloudwatch.clone(),
+            namespace: self.config.namespace.clone(),
+            environment: self.config.environment.clone(),
+        }
+        .put(&data)
+        .await?;
+        Ok(summary)
+    }
+}
