@@ -16,7 +16,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 
 use crate::config::{self, ConfigError};
-use crate::credentials::{CredentialsError, LinkedInCredentials};
+use crate::credentials::{self, CredentialsOrSecret};
 use crate::linkedin::analytics::{self, AnalyticsRow, FIELD_LIMIT, METRICS};
 use crate::linkedin::api::{ApiClient, ApiError};
 use crate::linkedin::creatives::{self, Content, CreativeRow, PostContent};
@@ -75,27 +75,13 @@ pub enum CollectError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
-    Credentials(#[from] CredentialsError),
+    Credentials(#[from] CredentialsOrSecret),
     #[error("LinkedIn answer from {path}: {message}")]
     Answer { path: String, message: String },
-    #[error("{operation}: {message}")]
-    Aws {
-        operation: &'static str,
-        message: String,
-    },
     #[error(transparent)]
     Storage(#[from] StorageError),
     #[error(transparent)]
     Metrics(#[from] MetricsError),
-}
-
-fn aws_error<E: std::error::Error + 'static>(
-    operation: &'static str,
-) -> impl FnOnce(E) -> CollectError {
-    move |e| CollectError::Aws {
-        operation,
-        message: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-    }
 }
 
 /// What one run did.
@@ -141,26 +127,13 @@ impl Collector {
         })
     }
 
-    async fn access_token(&self) -> Result<String, CollectError> {
-        let out = self
-            .secrets
-            .get_secret_value()
-            .secret_id(&self.config.secret_id)
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
-            .map_err(aws_error("GetSecretValue"))?;
-        let credentials = LinkedInCredentials::parse(out.secret_string().unwrap_or_default())?;
-        Ok(credentials.access_token)
-    }
-
     pub async fn run(&self) -> Result<RunSummary, CollectError> {
         let now = (self.clock)();
         let run_id = format!("{}-{:08x}", now.format("%Y%m%dT%H%M%SZ"), fastrand::u32(..));
         let api = ApiClient::new(
             &self.config.api_base_url,
             &self.config.version,
-            &self.access_token().await?,
+            &credentials::linkedin_access_token(&self.secrets, &self.config.secret_id).await?,
         )
         .with_backoff(self.backoff);
 

@@ -49,3 +49,21 @@ pub fn lookback_days() -> Result<u32, ConfigError> {
             message: format!("`{lookback}`: 1 to 90 days"),
         })
 }
+
+/// The variable parsed as `T` and accepted by `valid`, or `default` when unset; `expected`
+/// says what a valid value is.
+pub fn parsed<T: std::str::FromStr>(
+    name: &'static str,
+    default: &str,
+    valid: impl Fn(&T) -> bool,
+    expected: &str,
+) -> Result<T, ConfigError> {
+    let text = or_default(name, default);
+    text.parse::<T>()
+        .ok()
+        .filter(|v| valid(v))
+        .ok_or(ConfigError::Invalid {
+            name,
+            message: format!("`{text}`: {expected}"),
+        })
+}

@@ -17,6 +17,7 @@ use serde_json::json;
 
 use crate::anthropic::{self, AnthropicClient, AnthropicError, Message, MessagesRequest, Usage};
 use crate::config::{self, ConfigError};
+use crate::credentials::{self, SecretError};
 use crate::features::Performance;
 use crate::metrics::{Metrics, MetricsError};
 use crate::processed::{self, CreativeTotals, ProcessedError};
@@ -70,22 +71,6 @@ pub struct CopyConfig {
     pub variants: usize,
 }
 
-fn number<T: std::str::FromStr>(
-    name: &'static str,
-    default: &str,
-    valid: impl Fn(&T) -> bool,
-    expected: &str,
-) -> Result<T, ConfigError> {
-    let text = config::or_default(name, default);
-    text.parse::<T>()
-        .ok()
-        .filter(|v| valid(v))
-        .ok_or(ConfigError::Invalid {
-            name,
-            message: format!("`{text}`: {expected}"),
-        })
-}
-
 impl CopyConfig {
     pub fn from_env() -> Result<CopyConfig, ConfigError> {
         Ok(CopyConfig {
@@ -96,19 +81,19 @@ impl CopyConfig {
             base_url: config::base_url("ANTHROPIC_BASE_URL", anthropic::DEFAULT_BASE_URL)?,
             model: config::required("ANTHROPIC_MODEL")?,
             lookback_days: config::lookback_days()?,
-            max_creatives: number(
+            max_creatives: config::parsed(
                 "COPY_MAX_CREATIVES",
                 "3",
                 |n: &usize| (1..=50).contains(n),
                 "1 to 50",
             )?,
-            min_impressions: number(
+            min_impressions: config::parsed(
                 "COPY_MIN_IMPRESSIONS",
                 "1000",
                 |n: &i64| *n >= 0,
                 "a count of impressions",
             )?,
-            variants: number(
+            variants: config::parsed(
                 "COPY_VARIANTS",
                 "3",
                 |n: &usize| (1..=10).contains(n),
@@ -128,8 +113,8 @@ pub enum CopyError {
     Metrics(#[from] MetricsError),
     #[error(transparent)]
     Anthropic(#[from] AnthropicError),
-    #[error("GetSecretValue {secret}: {message}")]
-    Secret { secret: String, message: String },
+    #[error(transparent)]
+    Secret(#[from] SecretError),
 }
 
 /// One variant of copy.
@@ -299,21 +284,6 @@ impl CopyGenerator {
         })
     }
 
-    async fn api_key(&self) -> Result<String, CopyError> {
-        let out = self
-            .secrets
-            .get_secret_value()
-            .secret_id(&self.config.secret_id)
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
-            .map_err(|e| CopyError::Secret {
-                secret: self.config.secret_id.clone(),
-                message: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-            })?;
-        Ok(out.secret_string().unwrap_or_default().trim().to_string())
-    }
-
     pub async fn run(&self) -> Result<CopySummary, CopyError> {
         let now = (self.clock)();
         let storage = Storage::new(self.s3.clone(), &self.config.bucket);
@@ -338,8 +308,9 @@ impl CopyGenerator {
             return Ok(summary);
         }
         let campaign_ctr = campaign_ctrs(&totals);
-        let client = AnthropicClient::new(&self.config.base_url, &self.api_key().await?)
-            .with_backoff(self.backoff);
+        let api_key = credentials::current_value(&self.secrets, &self.config.secret_id).await?;
+        let client =
+            AnthropicClient::new(&self.config.base_url, api_key.trim()).with_backoff(self.backoff);
         for (creative, performance) in chosen {
             let id = performance.creative_id.clone();
             summary.creatives.push(id.clone());

@@ -1,5 +1,6 @@
-//! The `linkedin-oauth` secret's value: the OAuth client and its tokens with their expiries.
-//! Its `Debug` shows no secret, and parse errors never quote the value.
+//! The handlers' secrets: reading a secret's current value, and the `linkedin-oauth` value
+//! (the OAuth client and its tokens with their expiries). Its `Debug` shows no secret, and no
+//! error quotes a value.
 
 use chrono::{DateTime, Duration, Utc};
 use serde::{Deserialize, Serialize};
@@ -28,6 +29,49 @@ impl std::fmt::Debug for LinkedInCredentials {
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("the linkedin-oauth value is not valid: {0}")]
 pub struct CredentialsError(String);
+
+#[derive(Debug, thiserror::Error)]
+#[error("GetSecretValue {secret}: {message}")]
+pub struct SecretError {
+    pub secret: String,
+    pub message: String,
+}
+
+/// The value staged `AWSCURRENT` of secret `id` (empty when it has no string value).
+pub async fn current_value(
+    secrets: &aws_sdk_secretsmanager::Client,
+    id: &str,
+) -> Result<String, SecretError> {
+    let out = secrets
+        .get_secret_value()
+        .secret_id(id)
+        .version_stage("AWSCURRENT")
+        .send()
+        .await
+        .map_err(|e| SecretError {
+            secret: id.to_string(),
+            message: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
+        })?;
+    Ok(out.secret_string().unwrap_or_default().to_string())
+}
+
+/// The access token in the current value of the `linkedin-oauth` secret `id`.
+pub async fn linkedin_access_token(
+    secrets: &aws_sdk_secretsmanager::Client,
+    id: &str,
+) -> Result<String, CredentialsOrSecret> {
+    let value = current_value(secrets, id).await?;
+    Ok(LinkedInCredentials::parse(&value)?.access_token)
+}
+
+/// Reading the LinkedIn access token: the secret could not be read, or its value is invalid.
+#[derive(Debug, thiserror::Error)]
+pub enum CredentialsOrSecret {
+    #[error(transparent)]
+    Secret(#[from] SecretError),
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+}
 
 impl LinkedInCredentials {
     pub fn parse(value: &str) -> Result<LinkedInCredentials, CredentialsError> {

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use crate::config::{self, ConfigError};
-use crate::credentials::{CredentialsError, LinkedInCredentials};
+use crate::credentials::{self, CredentialsOrSecret};
 use crate::decisions::{self, Action, CampaignSettings, Decision, Situation, Status, Thresholds};
 use crate::linkedin::analytics::encode;
 use crate::linkedin::api::{self, ApiClient, ApiError};
@@ -45,22 +45,6 @@ pub struct OptimizerConfig {
     pub thresholds: Thresholds,
 }
 
-fn parsed<T: std::str::FromStr>(
-    name: &'static str,
-    default: &str,
-    valid: impl Fn(&T) -> bool,
-    expected: &str,
-) -> Result<T, ConfigError> {
-    let text = config::or_default(name, default);
-    text.parse::<T>()
-        .ok()
-        .filter(|v| valid(v))
-        .ok_or(ConfigError::Invalid {
-            name,
-            message: format!("`{text}`: {expected}"),
-        })
-}
-
 impl OptimizerConfig {
     pub fn from_env() -> Result<OptimizerConfig, ConfigError> {
         let dry_run = match config::or_default("OPTIMIZER_DRY_RUN", "true").as_str() {
@@ -82,44 +66,44 @@ impl OptimizerConfig {
             version: config::required("LINKEDIN_VERSION")?,
             registry_prefix: config::or_default("MODEL_REGISTRY_PREFIX", "models"),
             dry_run,
-            lookback_days: parsed(
+            lookback_days: config::parsed(
                 "OPTIMIZER_LOOKBACK_DAYS",
                 "7",
                 |d: &u32| (1..=90).contains(d),
                 "1 to 90 days",
             )?,
             thresholds: Thresholds {
-                min_impressions: parsed(
+                min_impressions: config::parsed(
                     "OPTIMIZER_MIN_IMPRESSIONS",
                     "1000",
                     |n: &i64| *n >= 1,
                     "at least 1",
                 )?,
-                confidence_z: parsed(
+                confidence_z: config::parsed(
                     "OPTIMIZER_CONFIDENCE_Z",
                     "1.96",
                     |z: &f64| z.is_finite() && *z > 0.0,
                     "a positive z score",
                 )?,
-                max_actions: parsed(
+                max_actions: config::parsed(
                     "OPTIMIZER_MAX_ACTIONS",
                     "10",
                     |n: &usize| *n <= 1000,
                     "0 to 1000",
                 )?,
-                cooldown_hours: parsed(
+                cooldown_hours: config::parsed(
                     "OPTIMIZER_COOLDOWN_HOURS",
                     "72",
                     |h: &u32| *h <= 24 * 90,
                     "0 to 2160 hours",
                 )?,
-                max_bid_change_percent: parsed(
+                max_bid_change_percent: config::parsed(
                     "OPTIMIZER_MAX_BID_CHANGE_PERCENT",
                     "20",
                     |p: &f64| (0.0..=100.0).contains(p),
                     "0 to 100",
                 )?,
-                budget_increase_percent: parsed(
+                budget_increase_percent: config::parsed(
                     "OPTIMIZER_BUDGET_INCREASE_PERCENT",
                     "20",
                     |p: &f64| (0.0..=100.0).contains(p),
@@ -143,9 +127,7 @@ pub enum OptimizeError {
     #[error(transparent)]
     Api(#[from] ApiError),
     #[error(transparent)]
-    Credentials(#[from] CredentialsError),
-    #[error("GetSecretValue {secret}: {message}")]
-    Secret { secret: String, message: String },
+    Credentials(#[from] CredentialsOrSecret),
 }
 
 /// A decisions file (`decisions/dt=.../<run-id>.json`).
@@ -237,24 +219,12 @@ impl Optimizer {
     }
 
     async fn api(&self) -> Result<ApiClient, OptimizeError> {
-        let out = self
-            .secrets
-            .get_secret_value()
-            .secret_id(&self.config.secret_id)
-            .version_stage("AWSCURRENT")
-            .send()
-            .await
-            .map_err(|e| OptimizeError::Secret {
-                secret: self.config.secret_id.clone(),
-                message: aws_smithy_types::error::display::DisplayErrorContext(&e).to_string(),
-            })?;
-        let credentials = LinkedInCredentials::parse(out.secret_string().unwrap_or_default())?;
-        Ok(ApiClient::new(
-            &self.config.api_base_url,
-            &self.config.version,
-            &credentials.access_token,
+        let token =
+            credentials::linkedin_access_token(&self.secrets, &self.config.secret_id).await?;
+        Ok(
+            ApiClient::new(&self.config.api_base_url, &self.config.version, &token)
+                .with_backoff(self.backoff),
         )
-        .with_backoff(self.backoff))
     }
 
     /// Earlier decision files within the cooldown (and the day before, for predictions),

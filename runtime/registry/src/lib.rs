@@ -9,7 +9,8 @@
 //!
 //! Registering claims version N by writing its metadata with `If-None-Match: *`: of two
 //! concurrent registrations one gets 412 and claims N+1, so no two share a version, and an
-//! artifact is written only under a version its writer owns. The pointer moves with
+//! artifact is written only under a version its writer owns (checked by reading back the
+//! random claim token in the metadata). The pointer moves with
 //! `If-Match: <etag>` (or `If-None-Match: *` for the first promotion), so a promotion and a
 //! rollback racing each other cannot both win: the loser is told to retry. Rollback returns to
 //! the version promoted before the current one.
@@ -91,6 +92,9 @@ pub struct Metadata {
     pub created_at: DateTime<Utc>,
     /// The artifact's file name in the version's folder.
     pub artifact: String,
+    /// A random token of the registration that claimed this version.
+    #[serde(default)]
+    pub claim: String,
     #[serde(flatten)]
     pub details: NewVersion,
 }
@@ -351,14 +355,21 @@ impl Registry {
                 version: next,
                 created_at: now,
                 artifact: artifact_name.to_string(),
+                claim: format!("{:016x}", fastrand::u64(..)),
                 details: details.clone(),
             };
             let body = serde_json::to_vec_pretty(&metadata).unwrap_or_default();
             let key = self.key(model, &format!("v{next}/metadata.json"));
-            if self
+            // The conditional write decides; reading the claim back also catches a store
+            // whose conditional writes are not atomic (the local emulator under load).
+            let won = self
                 .put_if(&key, body, "application/json", Condition::Absent)
                 .await?
-            {
+                && self
+                    .get_json::<Metadata>(&key)
+                    .await?
+                    .is_some_and(|(stored, _)| stored.claim == metadata.claim);
+            if won {
                 let content_type = if artifact_name.ends_with(".json") {
                     "application/json"
                 } else {
