@@ -473,13 +473,37 @@ async fn drift_names_out_of_band_changes_and_apply_restores_them() {
             ),
         ]
     );
-    let text = infra(BIN, Some(&moto), &["drift", "--env", "local"]);
-    assert_eq!(text.code, 2);
-    assert!(
-        text.stdout.contains("retention_days: 30 -> 14"),
-        "{}",
-        text.all()
+    // One run: markdown on stdout (for a pull-request comment), text and JSON into files.
+    let dir = tempfile::tempdir().unwrap();
+    let (text_file, json_file) = (dir.path().join("drift.txt"), dir.path().join("drift.json"));
+    let markdown = infra(
+        BIN,
+        Some(&moto),
+        &[
+            "drift",
+            "--env",
+            "local",
+            "--format",
+            "markdown",
+            "--out-text",
+            text_file.to_str().unwrap(),
+            "--out-json",
+            json_file.to_str().unwrap(),
+        ],
     );
+    assert_eq!(markdown.code, 2, "{}", markdown.all());
+    assert!(
+        markdown
+            .stdout
+            .contains("| checked | changed | missing live |")
+            && markdown.stdout.contains("- `retention_days`: `30` → `14`"),
+        "{}",
+        markdown.stdout
+    );
+    let text = std::fs::read_to_string(&text_file).unwrap();
+    assert!(text.contains("retention_days: 30 -> 14"), "{text}");
+    let report: Value = serde_json::from_slice(&std::fs::read(&json_file).unwrap()).unwrap();
+    assert_eq!(report["drifted"], 3);
 
     apply(&moto);
     let after = infra(BIN, Some(&moto), &["drift", "--env", "local"]);

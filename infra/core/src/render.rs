@@ -1,5 +1,5 @@
-//! Rendering plans and drift reports for people (text) and programs (JSON). The JSON shapes
-//! are documented in README.md ("Plan JSON").
+//! Rendering plans and drift reports for people (text, and markdown for pull-request comments)
+//! and programs (JSON). The JSON shapes are documented in README.md ("Plan JSON").
 
 use std::fmt::Write as _;
 
@@ -318,4 +318,325 @@ pub fn drift_json(report: &DriftReport) -> Value {
         "resources": report.resources,
         "secrets": report.secrets,
     })
+}
+
+/// The plan as GitHub-flavoured markdown for a pull-request comment: a summary table, the
+/// destroys and replacements called out first, then each change in a collapsible section
+/// with its fields (documents and SQL as `diff` blocks).
+pub fn plan_markdown(plan: &Plan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### {} for `{}` / `{}`\n",
+        if plan.mode == PlanMode::Destroy {
+            "Destroy plan"
+        } else {
+            "Plan"
+        },
+        plan.stack,
+        plan.env
+    );
+    let _ = writeln!(
+        out,
+        "{}\n",
+        match (&plan.state_serial, &plan.state_lineage) {
+            (Some(serial), Some(lineage)) => format!(
+                "Against state serial {serial} (lineage `{}`).",
+                &lineage[..8.min(lineage.len())]
+            ),
+            _ => "No state yet.".to_string(),
+        }
+    );
+    let changes: Vec<&Change> = plan.changes.iter().filter(|c| c.is_change()).collect();
+    if changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "**No changes.** Live resources match the stack ({} checked).",
+            plan.changes.len()
+        );
+        secrets_markdown(&mut out, &plan.env, &plan.secrets);
+        return out;
+    }
+    let s = &plan.summary;
+    let _ = writeln!(out, "| create | update | replace | delete |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} |\n",
+        s.create, s.update, s.replace, s.delete
+    );
+    let destructive: Vec<&&Change> = changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        .collect();
+    if !destructive.is_empty() {
+        let _ = writeln!(out, "> [!WARNING]");
+        let _ = writeln!(
+            out,
+            "> **{} resource(s) will be destroyed or replaced:**",
+            destructive.len()
+        );
+        for c in &destructive {
+            let why: Vec<&str> = c
+                .fields
+                .iter()
+                .filter(|f| f.forces_replacement)
+                .map(|f| f.field.as_str())
+                .collect();
+            let _ = writeln!(
+                out,
+                "> - `{}` {}{}{}",
+                c.address,
+                c.action.as_str(),
+                if c.protected { " (protected)" } else { "" },
+                if why.is_empty() {
+                    String::new()
+                } else {
+                    format!(": `{}` forces replacement", why.join("`, `"))
+                }
+            );
+        }
+        out.push('\n');
+    }
+    let order = [
+        Action::Delete,
+        Action::Replace,
+        Action::Create,
+        Action::Update,
+        Action::NoOp,
+    ];
+    for action in order {
+        for change in changes.iter().filter(|c| c.action == action) {
+            change_markdown(&mut out, change);
+        }
+    }
+    secrets_markdown(&mut out, &plan.env, &plan.secrets);
+    out
+}
+
+fn change_markdown(out: &mut String, change: &Change) {
+    if change.action == Action::Delete {
+        let _ = writeln!(
+            out,
+            "- <code>- {}</code> (delete{}) <code>{}</code>",
+            change.address,
+            if change.protected { ", protected" } else { "" },
+            change.physical_id
+        );
+        for note in &change.notes {
+            let _ = writeln!(out, "  _{note}_");
+        }
+        out.push('\n');
+        return;
+    }
+    let label = if change.adopt && change.action == Action::NoOp {
+        "adopt"
+    } else {
+        change.action.as_str()
+    };
+    let _ = writeln!(
+        out,
+        "<details><summary><code>{} {}</code> ({label}{}){}</summary>\n",
+        change.action.symbol().trim(),
+        change.address,
+        if change.protected { ", protected" } else { "" },
+        if change.physical_id.is_empty() {
+            String::new()
+        } else {
+            format!(" <code>{}</code>", change.physical_id)
+        },
+    );
+    for note in &change.notes {
+        let _ = writeln!(out, "_{note}_\n");
+    }
+    for field in &change.fields {
+        let suffix = if field.forces_replacement {
+            " (forces replacement)"
+        } else {
+            ""
+        };
+        if change.action == Action::Create {
+            markdown_value(out, &field.field, suffix, field.after.as_ref());
+        } else {
+            markdown_change(
+                out,
+                &field.field,
+                suffix,
+                field.before.as_ref(),
+                field.after.as_ref(),
+            );
+        }
+    }
+    let _ = writeln!(out, "</details>\n");
+}
+
+/// A created value: inline when short, a code block when it spans lines.
+fn markdown_value(out: &mut String, field: &str, suffix: &str, value: Option<&Value>) {
+    let text = value.map(pretty).unwrap_or_default();
+    if text.contains('\n') {
+        let language = if matches!(value, Some(Value::Object(_) | Value::Array(_))) {
+            "json"
+        } else {
+            ""
+        };
+        let _ = writeln!(out, "**`{field}`**{suffix}\n\n```{language}\n{text}\n```\n");
+    } else {
+        let _ = writeln!(out, "- `{field}`: `{text}`{suffix}\n");
+    }
+}
+
+/// A changed value: `old` → `new` for scalars, a `diff` block for documents.
+fn markdown_change(
+    out: &mut String,
+    field: &str,
+    suffix: &str,
+    from: Option<&Value>,
+    to: Option<&Value>,
+) {
+    let from_text = from.map(pretty);
+    let to_text = to.map(pretty);
+    let multiline = |t: &Option<String>| t.as_deref().is_some_and(|t| t.contains('\n'));
+    if !multiline(&from_text) && !multiline(&to_text) {
+        let _ = writeln!(
+            out,
+            "- `{field}`: `{}` → `{}`{suffix}\n",
+            from_text.unwrap_or_else(|| "(absent)".into()),
+            to_text.unwrap_or_else(|| "(absent)".into()),
+        );
+        return;
+    }
+    let (from, to) = (
+        from_text.unwrap_or_default() + "\n",
+        to_text.unwrap_or_default() + "\n",
+    );
+    let unified = TextDiff::from_lines(&from, &to)
+        .unified_diff()
+        .context_radius(3)
+        .header("live", "desired")
+        .to_string();
+    let _ = writeln!(out, "**`{field}`**{suffix}\n\n```diff\n{}```\n", unified);
+}
+
+fn secrets_markdown(out: &mut String, env: &str, secrets: &[SecretStatus]) {
+    if secrets.is_empty() {
+        return;
+    }
+    let _ = writeln!(out, "\n| secret | value |\n|---|---|");
+    for s in secrets {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} |",
+            s.address,
+            if s.value_set {
+                "set".to_string()
+            } else {
+                format!(
+                    "**not set**: `infra secret set --env {env} {}`",
+                    s.address.name
+                )
+            }
+        );
+    }
+}
+
+/// The drift report as markdown: counts, then each drifted resource with its fields.
+pub fn drift_markdown(report: &DriftReport) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### Drift in `{}` / `{}`\n", report.stack, report.env);
+    if !report.has_drift() {
+        let _ = writeln!(
+            out,
+            "**No drift.** {} managed resources match the stack.",
+            report.checked
+        );
+        secrets_markdown(&mut out, &report.env, &report.secrets);
+        return out;
+    }
+    let count = |status: DriftStatus| {
+        report
+            .resources
+            .iter()
+            .filter(|r| r.status == status)
+            .count()
+    };
+    let _ = writeln!(out, "| checked | changed | missing live |");
+    let _ = writeln!(out, "|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} |\n",
+        report.checked,
+        count(DriftStatus::Changed),
+        count(DriftStatus::Missing)
+    );
+    for item in &report.resources {
+        match item.status {
+            DriftStatus::Missing => {
+                let _ = writeln!(
+                    out,
+                    "- **missing live**: `{}` <code>{}</code>\n",
+                    item.address, item.physical_id
+                );
+            }
+            DriftStatus::Changed => {
+                let _ = writeln!(
+                    out,
+                    "<details><summary><code>~ {}</code> (changed) <code>{}</code></summary>\n",
+                    item.address, item.physical_id
+                );
+                for f in &item.fields {
+                    markdown_change(&mut out, &f.field, "", f.live.as_ref(), f.desired.as_ref());
+                }
+                let _ = writeln!(out, "</details>\n");
+            }
+        }
+    }
+    let _ = writeln!(
+        out,
+        "`infra apply --env {}` restores the stack's values.",
+        report.env
+    );
+    secrets_markdown(&mut out, &report.env, &report.secrets);
+    out
+}
+
+/// The stack's dependency graph in Graphviz DOT: one node per resource (labelled with its
+/// physical name), an edge from each resource to what it depends on.
+pub fn graph_dot(stack: &crate::model::Stack) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "digraph \"{}-{}\" {{\n  rankdir=LR;\n  node [shape=box, fontname=\"Helvetica\"];",
+        stack.target.stack, stack.target.env
+    );
+    for r in &stack.resources {
+        let _ = writeln!(
+            out,
+            "  \"{}\" [label=\"{}\\n{}\"];",
+            r.address,
+            r.address,
+            r.physical_id.replace('"', "'")
+        );
+    }
+    for r in &stack.resources {
+        for d in &r.depends_on {
+            let _ = writeln!(out, "  \"{}\" -> \"{d}\";", r.address);
+        }
+    }
+    out.push_str("}\n");
+    out
+}
+
+/// The stack's dependency graph as a Mermaid flowchart (GitHub renders it in markdown).
+pub fn graph_mermaid(stack: &crate::model::Stack) -> String {
+    let id = |a: &crate::model::Address| a.to_string().replace(['.', '-', ':'], "_");
+    let mut out = String::from("flowchart LR\n");
+    for r in &stack.resources {
+        let _ = writeln!(out, "  {}[\"{}\"]", id(&r.address), r.address);
+    }
+    for r in &stack.resources {
+        for d in &r.depends_on {
+            let _ = writeln!(out, "  {} --> {}", id(&r.address), id(d));
+        }
+    }
+    out
 }

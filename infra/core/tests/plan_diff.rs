@@ -92,6 +92,7 @@ fn create_everything_from_nothing() {
     let plan = diff(&stack, None, &LiveMap::new()).unwrap();
     assert_eq!((plan.summary.create, plan.summary.update), (2, 0));
     insta::assert_snapshot!("create", text(&plan));
+    insta::assert_snapshot!("create_markdown", render::plan_markdown(&plan));
 }
 
 #[test]
@@ -100,6 +101,7 @@ fn applied_stack_is_a_no_op() {
     let plan = diff(&stack, Some(&state_of(&stack)), &live_of(&stack)).unwrap();
     assert!(!plan.has_changes());
     insta::assert_snapshot!("no_op", text(&plan));
+    insta::assert_snapshot!("no_op_markdown", render::plan_markdown(&plan));
 }
 
 #[test]
@@ -151,6 +153,7 @@ fn a_policy_change_shows_as_a_unified_diff() {
     let fields: Vec<&str> = change.fields.iter().map(|f| f.field.as_str()).collect();
     assert_eq!(fields, ["inline_policies.worker", "tags.infra:env"]);
     insta::assert_snapshot!("update_policy", text(&plan));
+    insta::assert_snapshot!("update_policy_markdown", render::plan_markdown(&plan));
 }
 
 #[test]
@@ -172,6 +175,7 @@ fn a_path_change_replaces_the_role() {
             .any(|f| f.field == "path" && f.forces_replacement)
     );
     insta::assert_snapshot!("replace", text(&plan));
+    insta::assert_snapshot!("replace_markdown", render::plan_markdown(&plan));
 }
 
 #[test]
@@ -189,6 +193,7 @@ fn a_resource_removed_from_the_stack_is_deleted() {
         .unwrap();
     assert_eq!(change.action, Action::Delete);
     insta::assert_snapshot!("delete", text(&plan));
+    insta::assert_snapshot!("delete_markdown", render::plan_markdown(&plan));
 }
 
 #[test]

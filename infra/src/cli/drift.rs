@@ -20,12 +20,12 @@ pub async fn run(paths: &Paths, args: DriftArgs, used: &mut Option<Context>) -> 
         )
         .await?;
     let report = DriftReport::from_plan(&plan, stored.doc.as_ref());
-    match args.format {
-        Format::Text => print!("{}", render::drift_text(&report)),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&render::drift_json(&report))?
-        ),
-    }
+    args.outputs.emit(args.format, |format| {
+        Ok(match format {
+            Format::Text => render::drift_text(&report),
+            Format::Json => serde_json::to_string_pretty(&render::drift_json(&report))? + "\n",
+            Format::Markdown => render::drift_markdown(&report),
+        })
+    })?;
     Ok(if report.has_drift() { 2 } else { 0 })
 }

@@ -56,6 +56,13 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
+    /// Draw the stack's dependency graph (each resource points at what it depends on).
+    Graph {
+        #[command(flatten)]
+        env: EnvArg,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
+    },
     /// List, register, promote or roll back versions of a model in the stack's registry.
     Models {
         #[command(subcommand)]
@@ -79,6 +86,53 @@ pub struct EnvArg {
 pub enum Format {
     Text,
     Json,
+    /// GitHub-flavoured markdown, for a pull-request comment.
+    Markdown,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz DOT.
+    Dot,
+    /// A Mermaid flowchart.
+    Mermaid,
+}
+
+/// Extra renderings written to files in the same run, so CI does not plan twice.
+#[derive(Debug, Clone, Default, Args)]
+pub struct Outputs {
+    /// Also write the text rendering to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub out_text: Option<PathBuf>,
+    /// Also write the JSON rendering to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub out_json: Option<PathBuf>,
+    /// Also write the markdown rendering to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub out_markdown: Option<PathBuf>,
+}
+
+impl Outputs {
+    /// Prints the `format` rendering and writes each requested file; `render` gives the
+    /// rendering of a format.
+    pub fn emit(
+        &self,
+        format: Format,
+        render: impl Fn(Format) -> anyhow::Result<String>,
+    ) -> anyhow::Result<()> {
+        print!("{}", render(format)?);
+        for (path, format) in [
+            (&self.out_text, Format::Text),
+            (&self.out_json, Format::Json),
+            (&self.out_markdown, Format::Markdown),
+        ] {
+            if let Some(path) = path {
+                std::fs::write(path, render(format)?)
+                    .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", path.display()))?;
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug, Args)]
@@ -90,6 +144,8 @@ pub struct PlanArgs {
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    #[command(flatten)]
+    pub outputs: Outputs,
     /// Exit 0 when there are no changes, 2 when there are, 1 on error.
     #[arg(long)]
     pub detailed_exitcode: bool,
@@ -124,6 +180,8 @@ pub struct DriftArgs {
     pub env: EnvArg,
     #[arg(long, value_enum, default_value = "text")]
     pub format: Format,
+    #[command(flatten)]
+    pub outputs: Outputs,
 }
 
 #[derive(Debug, Args)]
@@ -271,6 +329,17 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Drift(args) => drift::run(&paths, args, &mut used).await,
         Command::Destroy(args) => apply::destroy(&paths, args, &mut used).await,
         Command::Secret { command } => secret::run(&paths, command, &mut used).await,
+        Command::Graph { env, format } => {
+            let ctx = used.insert(Context::load(&paths, &env.name, Packaging::Skip).await?);
+            print!(
+                "{}",
+                match format {
+                    GraphFormat::Dot => infra_core::render::graph_dot(&ctx.stack),
+                    GraphFormat::Mermaid => infra_core::render::graph_mermaid(&ctx.stack),
+                }
+            );
+            Ok(0)
+        }
         Command::Models { command } => models::run(&paths, command, &mut used).await,
         Command::State { command } => state::run(&paths, command, &mut used).await,
     };

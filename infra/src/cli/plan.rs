@@ -18,13 +18,13 @@ pub async fn run(paths: &Paths, args: PlanArgs, used: &mut Option<Context>) -> a
             },
         )
         .await?;
-    match args.format {
-        Format::Text => print!("{}", render::plan_text(&plan)),
-        Format::Json => println!(
-            "{}",
-            serde_json::to_string_pretty(&render::plan_json(&plan))?
-        ),
-    }
+    args.outputs.emit(args.format, |format| {
+        Ok(match format {
+            Format::Text => render::plan_text(&plan),
+            Format::Json => serde_json::to_string_pretty(&render::plan_json(&plan))? + "\n",
+            Format::Markdown => render::plan_markdown(&plan),
+        })
+    })?;
     if let Some(out) = &args.out {
         let bytes = serde_json::to_vec_pretty(&plan)?;
         std::fs::write(out, bytes)
