@@ -24,7 +24,9 @@ lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
+# plans/ must match the stacks (`infra synth` regenerates it).
 test: venv lint
+	cargo run --quiet -p infra -- synth --check
 	cargo test --workspace
 
 # Wall time and AWS calls of a no-op plan of the local stack (see README).

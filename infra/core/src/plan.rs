@@ -206,6 +206,37 @@ pub fn desired_hash(stack: &Stack) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The desired state of a stack as a deterministic document (object keys sorted, resources by
+/// address): what `infra synth` writes to `plans/<env>.json` for review without AWS access.
+/// Lambda code is not in it (its hash comes from packaging at plan time).
+pub fn desired_document(stack: &Stack) -> Value {
+    let mut resources: Vec<&Resource> = stack.resources.iter().collect();
+    resources.sort_by(|a, b| a.address.cmp(&b.address));
+    let resources: Vec<Value> = resources
+        .into_iter()
+        .map(|r| {
+            let mut value = serde_json::to_value(r).unwrap_or_default();
+            if let Some(Value::Object(code)) = value.pointer_mut("/spec/code") {
+                code.remove("zip");
+                code.remove("size");
+                code.insert(
+                    "code_sha256".into(),
+                    Value::String("(packaged at plan time)".into()),
+                );
+            }
+            value
+        })
+        .collect();
+    // serde_json's maps are sorted (no `preserve_order`), so keys come out in order.
+    serde_json::json!({
+        "stack": stack.target.stack,
+        "env": stack.target.env,
+        "target": stack.target,
+        "model_registry": stack.model_registry,
+        "resources": resources,
+    })
+}
+
 /// Reads live state for the stack's and state's resources.
 pub async fn refresh(
     aws: &Aws,

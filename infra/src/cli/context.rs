@@ -29,6 +29,8 @@ pub struct Paths {
 }
 
 pub struct Context {
+    /// The checkout: runtime sources, assets and plans/.
+    pub workspace: PathBuf,
     pub env: Env,
     pub stack: Stack,
     pub aws: Aws,
@@ -74,6 +76,7 @@ impl Context {
         let aws = Aws::connect(&stack.target.region).await;
         let store = StateStore::new(aws.clone(), stack.target.state.clone());
         Ok(Context {
+            workspace,
             env,
             stack,
             aws,
@@ -150,7 +153,7 @@ fn find_workspace(given: Option<&Path>, envs_dir: &Path) -> anyhow::Result<PathB
 }
 
 /// `stacks/envs` in the current directory or the nearest parent that has one.
-fn find_envs_dir() -> anyhow::Result<PathBuf> {
+pub fn find_envs_dir() -> anyhow::Result<PathBuf> {
     let cwd = std::env::current_dir().context("cannot read the current directory")?;
     let mut dir: Option<&Path> = Some(&cwd);
     while let Some(d) = dir {

@@ -8,6 +8,7 @@ mod models;
 mod plan;
 mod secret;
 mod state;
+mod synth;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,6 +57,8 @@ pub enum Command {
         #[command(subcommand)]
         command: SecretCommand,
     },
+    /// Write each env's desired state to plans/<env>.json (or check that it is up to date).
+    Synth(SynthArgs),
     /// Draw the stack's dependency graph (each resource points at what it depends on).
     Graph {
         #[command(flatten)]
@@ -88,6 +91,19 @@ pub enum Format {
     Json,
     /// GitHub-flavoured markdown, for a pull-request comment.
     Markdown,
+}
+
+#[derive(Debug, Args)]
+pub struct SynthArgs {
+    /// One environment (default: every env file).
+    #[arg(long = "env", short = 'e')]
+    pub env: Option<String>,
+    /// Write nothing; exit 2 naming each file that is out of date.
+    #[arg(long)]
+    pub check: bool,
+    /// Where the files go (default: plans/ in the workspace).
+    #[arg(long, value_name = "DIR")]
+    pub plans_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -329,6 +345,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Drift(args) => drift::run(&paths, args, &mut used).await,
         Command::Destroy(args) => apply::destroy(&paths, args, &mut used).await,
         Command::Secret { command } => secret::run(&paths, command, &mut used).await,
+        Command::Synth(args) => synth::run(&paths, args, &mut used).await,
         Command::Graph { env, format } => {
             let ctx = used.insert(Context::load(&paths, &env.name, Packaging::Skip).await?);
             print!(
