@@ -118,3 +118,85 @@ fn synth_check_fails_after_a_stack_change_until_plans_are_regenerated() {
     assert_eq!(group["spec"]["retention_days"], 30);
     assert_eq!(synth(true).code, 0);
 }
+
+/// Each `./target/release/infra ...` command line of a workflow step, joined over `\`
+/// continuations.
+fn infra_commands(script: &str) -> Vec<String> {
+    let joined = script.replace("\\\n", " ");
+    joined
+        .lines()
+        .filter_map(|l| {
+            l.split_once("./target/release/infra ")
+                .map(|(_, rest)| rest.to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn ci_workflows_parse_and_call_only_commands_and_flags_infra_has() {
+    let dir = testkit::workspace_root().join(".github/workflows");
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yml"))
+        .collect();
+    files.sort();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.file_stem().unwrap().to_string_lossy().to_string())
+        .collect();
+    assert_eq!(names, ["apply", "drift", "plan", "synth"]);
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        let doc: serde_norway::Value = serde_norway::from_str(&text)
+            .unwrap_or_else(|e| panic!("{}: not YAML: {e}", file.display()));
+        let name = file.display();
+        assert!(
+            doc.get("name").is_some() && doc.get("on").is_some(),
+            "{name}: name and on"
+        );
+        let jobs = doc["jobs"]
+            .as_mapping()
+            .unwrap_or_else(|| panic!("{name}: jobs"));
+        for (job_name, job) in jobs {
+            assert!(
+                job.get("runs-on").is_some(),
+                "{name}: {job_name:?} has no runs-on"
+            );
+            let steps = job["steps"]
+                .as_sequence()
+                .unwrap_or_else(|| panic!("{name}: steps"));
+            for step in steps {
+                assert!(
+                    step.get("uses").is_some() != step.get("run").is_some(),
+                    "{name}: a step has exactly one of uses and run: {step:?}"
+                );
+                let Some(script) = step.get("run").and_then(|r| r.as_str()) else {
+                    continue;
+                };
+                for command in infra_commands(script) {
+                    let words: Vec<&str> = command.split_whitespace().collect();
+                    let global: Vec<&str> = words
+                        .iter()
+                        .copied()
+                        .take_while(|w| w.starts_with("--"))
+                        .collect();
+                    let subcommand = words[global.len()];
+                    let help = infra(BIN, None, &[subcommand, "--help"]);
+                    assert_eq!(help.code, 0, "{name}: `infra {subcommand}` does not exist");
+                    let top = infra(BIN, None, &["--help"]);
+                    for flag in words.iter().filter(|w| w.starts_with("--")) {
+                        let flag = flag.split('=').next().unwrap();
+                        assert!(
+                            help.stdout.contains(flag) || top.stdout.contains(flag),
+                            "{name}: `infra {subcommand}` has no {flag}"
+                        );
+                    }
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, 4, "one infra command per workflow");
+}
