@@ -509,6 +509,41 @@ async fn drift_names_out_of_band_changes_and_apply_restores_them() {
     let after = infra(BIN, Some(&moto), &["drift", "--env", "local"]);
     assert_eq!(after.code, 0, "no drift after apply: {}", after.all());
 
+    // An orphan: made out of band with the stack's tags, unknown to state.
+    c.logs
+        .create_log_group()
+        .log_group_name("/aws/lambda/linkedin-ads-local-stray")
+        .tags("managed-by", "infra")
+        .tags("infra:stack", "linkedin-ads")
+        .tags("infra:env", "local")
+        .tags("infra:address", "log_group.stray")
+        .send()
+        .await
+        .unwrap();
+    let orphaned = infra(
+        BIN,
+        Some(&moto),
+        &["drift", "--env", "local", "--format", "json"],
+    );
+    assert_eq!(orphaned.code, 2, "{}", orphaned.all());
+    let report: Value = serde_json::from_str(&orphaned.stdout).unwrap();
+    assert_eq!(report["drifted"], 0);
+    let orphans = report["orphans"].as_array().unwrap();
+    assert_eq!(orphans.len(), 1, "only the stray group: {orphans:?}");
+    assert_eq!(orphans[0]["address"], "log_group.stray");
+    assert!(
+        orphans[0]["arn"]
+            .as_str()
+            .unwrap()
+            .contains("linkedin-ads-local-stray")
+    );
+    c.logs
+        .delete_log_group()
+        .log_group_name("/aws/lambda/linkedin-ads-local-stray")
+        .send()
+        .await
+        .unwrap();
+
     // A resource deleted out of band is drift too, and apply re-creates it.
     c.logs
         .delete_log_group()

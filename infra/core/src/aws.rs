@@ -94,6 +94,7 @@ pub struct Aws {
     pub athena: aws_sdk_athena::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub secretsmanager: aws_sdk_secretsmanager::Client,
+    pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub calls: CallCounter,
     pub region: String,
 }
@@ -173,9 +174,15 @@ impl Aws {
                 .interceptor(calls.clone())
                 .build(),
         );
+        let tagging = aws_sdk_resourcegroupstagging::Client::from_conf(
+            aws_sdk_resourcegroupstagging::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
         Aws {
             cloudwatch,
             secretsmanager,
+            tagging,
             glue,
             athena,
             s3,

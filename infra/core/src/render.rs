@@ -269,8 +269,16 @@ pub fn drift_text(report: &DriftReport) -> String {
     }
     let _ = writeln!(
         out,
-        "Drift in {} / {}: {} of {} managed resources differ from the stack.",
-        report.stack, report.env, report.drifted, report.checked
+        "Drift in {} / {}: {} of {} managed resources differ from the stack{}.",
+        report.stack,
+        report.env,
+        report.drifted,
+        report.checked,
+        if report.orphans.is_empty() {
+            String::new()
+        } else {
+            format!(", and {} orphan(s) are tagged for it", report.orphans.len())
+        }
     );
     for item in &report.resources {
         match item.status {
@@ -300,9 +308,21 @@ pub fn drift_text(report: &DriftReport) -> String {
             }
         }
     }
+    for orphan in &report.orphans {
+        let _ = writeln!(
+            out,
+            "\n  ? {}  (orphan: tagged for this stack and env, unknown to state){}",
+            orphan.arn,
+            orphan
+                .address
+                .as_ref()
+                .map_or(String::new(), |a| format!("  infra:address={a}"))
+        );
+    }
     let _ = writeln!(
         out,
-        "\n`infra apply --env {}` restores the stack's values.",
+        "\n`infra apply --env {}` restores the stack's values; orphans are left for you to \
+         import or delete.",
         report.env
     );
     secrets_text(&mut out, &report.env, &report.secrets);
@@ -316,6 +336,7 @@ pub fn drift_json(report: &DriftReport) -> Value {
         "checked": report.checked,
         "drifted": report.drifted,
         "resources": report.resources,
+        "orphans": report.orphans,
         "secrets": report.secrets,
     })
 }
@@ -559,15 +580,27 @@ pub fn drift_markdown(report: &DriftReport) -> String {
             .filter(|r| r.status == status)
             .count()
     };
-    let _ = writeln!(out, "| checked | changed | missing live |");
-    let _ = writeln!(out, "|---:|---:|---:|");
+    let _ = writeln!(out, "| checked | changed | missing live | orphans |");
+    let _ = writeln!(out, "|---:|---:|---:|---:|");
     let _ = writeln!(
         out,
-        "| {} | {} | {} |\n",
+        "| {} | {} | {} | {} |\n",
         report.checked,
         count(DriftStatus::Changed),
-        count(DriftStatus::Missing)
+        count(DriftStatus::Missing),
+        report.orphans.len()
     );
+    for orphan in &report.orphans {
+        let _ = writeln!(
+            out,
+            "- **orphan** (tagged for this stack and env, unknown to state): <code>{}</code>{}\n",
+            orphan.arn,
+            orphan
+                .address
+                .as_ref()
+                .map_or(String::new(), |a| format!(" `infra:address={a}`"))
+        );
+    }
     for item in &report.resources {
         match item.status {
             DriftStatus::Missing => {

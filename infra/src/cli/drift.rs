@@ -19,7 +19,14 @@ pub async fn run(paths: &Paths, args: DriftArgs, used: &mut Option<Context>) -> 
             },
         )
         .await?;
-    let report = DriftReport::from_plan(&plan, stored.doc.as_ref());
+    let mut report = DriftReport::from_plan(&plan, stored.doc.as_ref());
+    report.orphans = infra_core::drift::find_orphans(
+        &ctx.aws,
+        &ctx.stack.target.stack,
+        &ctx.stack.target.env,
+        stored.doc.as_ref(),
+    )
+    .await?;
     args.outputs.emit(args.format, |format| {
         Ok(match format {
             Format::Text => render::drift_text(&report),
