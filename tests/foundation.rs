@@ -815,6 +815,63 @@ async fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
     );
     assert_eq!(again.code, 1, "{}", again.all());
     assert!(again.stderr.contains("stale"), "{}", again.all());
+
+    // A plan saved, then a resource it changes is changed out of band: refused, naming it,
+    // nothing applied.
+    let c = clients(&moto).await;
+    let retention = |days: i32| {
+        c.logs
+            .put_retention_policy()
+            .log_group_name("/aws/lambda/linkedin-ads-local-collector")
+            .retention_in_days(days)
+            .send()
+    };
+    retention(30).await.unwrap();
+    let fix = dir.path().join("fix.plan");
+    let planned = infra(
+        BIN,
+        Some(&moto),
+        &["plan", "--env", "local", "--out", fix.to_str().unwrap()],
+    );
+    assert_eq!(planned.code, 0, "{}", planned.all());
+    retention(60).await.unwrap();
+    let refused = infra(
+        BIN,
+        Some(&moto),
+        &[
+            "apply",
+            "--env",
+            "local",
+            "--auto-approve",
+            fix.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(refused.code, 1, "{}", refused.all());
+    assert!(
+        refused
+            .stderr
+            .contains("changed live since it was made (log_group.collector)"),
+        "{}",
+        refused.all()
+    );
+    let groups = c
+        .logs
+        .describe_log_groups()
+        .log_group_name_prefix("/aws/lambda/linkedin-ads-local-collector")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        groups.log_groups()[0].retention_in_days(),
+        Some(60),
+        "nothing applied"
+    );
+    let saved: Value = serde_json::from_slice(&std::fs::read(&fix).unwrap()).unwrap();
+    assert_eq!(
+        saved["fingerprints"].as_object().unwrap().len(),
+        RESOURCES,
+        "every resource read is fingerprinted"
+    );
     let other_env = infra(
         BIN,
         Some(&moto),

@@ -128,6 +128,10 @@ pub struct Plan {
     /// Whether each secret of the stack has a value: all a plan ever says about values.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<SecretStatus>,
+    /// A fingerprint of every live resource read (its canonical fields; `absent` when it did
+    /// not exist), so that applying a saved plan can tell what changed since.
+    #[serde(default)]
+    pub fingerprints: BTreeMap<Address, String>,
 }
 
 /// Whether a secret of the stack has a current value (never the value).
@@ -428,7 +432,57 @@ pub fn diff(
         changes,
         summary,
         secrets,
+        fingerprints: fingerprints(live),
     })
+}
+
+/// The fingerprint of each read resource: SHA-256 of its canonical fields, or `absent`.
+pub fn fingerprints(live: &LiveMap) -> BTreeMap<Address, String> {
+    live.iter()
+        .map(|(address, spec)| {
+            let print = match spec {
+                Some(spec) => {
+                    let fields = kinds::fields(spec);
+                    hex::encode(Sha256::digest(
+                        serde_json::to_vec(&fields).unwrap_or_default(),
+                    ))
+                }
+                None => "absent".to_string(),
+            };
+            (address.clone(), print)
+        })
+        .collect()
+}
+
+/// The resources a saved plan will touch whose live fingerprint differs from the plan's
+/// (re-read now, in the same batches as a refresh).
+pub async fn changed_since(aws: &Aws, plan: &Plan) -> Result<Vec<Address>, AwsError> {
+    let targets: Vec<ReadTarget> = plan
+        .changes
+        .iter()
+        .filter(|c| c.is_change())
+        .map(|c| ReadTarget {
+            address: c.address.clone(),
+            physical_id: c.physical_id.clone(),
+        })
+        .collect();
+    if targets.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = fingerprints(&kinds::read(aws, &plan.target, &targets).await?);
+    Ok(targets
+        .into_iter()
+        .filter(|t| {
+            let of = |prints: &BTreeMap<Address, String>| {
+                prints
+                    .get(&t.address)
+                    .cloned()
+                    .unwrap_or_else(|| "absent".into())
+            };
+            of(&plan.fingerprints) != of(&now)
+        })
+        .map(|t| t.address)
+        .collect())
 }
 
 fn secret_statuses(stack: &Stack, live: &LiveMap) -> Vec<SecretStatus> {

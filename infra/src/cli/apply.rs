@@ -132,6 +132,20 @@ impl Run {
         let plan = match saved {
             Some(plan) => {
                 check_fresh(&plan, &stored)?;
+                let changed = infra_core::plan::changed_since(&ctx.aws, &plan).await?;
+                if !changed.is_empty() {
+                    let names: Vec<String> = changed.iter().map(|a| a.to_string()).collect();
+                    bail!(
+                        "the saved plan is stale: {} changed live since it was made ({}). \
+                         Nothing was applied; plan again.",
+                        if names.len() == 1 {
+                            "a resource it changes".to_string()
+                        } else {
+                            format!("{} resources it changes", names.len())
+                        },
+                        names.join(", ")
+                    );
+                }
                 plan
             }
             None => ctx.plan(&stored, self.plan_options).await?,
