@@ -1,6 +1,7 @@
-//! Review and operations workflows that need no emulator: the dependency graph drawn for
-//! review. (Plan and drift renderings for pull requests are covered by the snapshot tests in
-//! `infra/core/tests/plan_diff.rs` and the drift test in `foundation.rs`.)
+//! Review and operations workflows: the dependency graph, `plans/` kept current, the CI
+//! workflows' commands, and ephemeral instances of an environment side by side on moto.
+//! (Plan and drift renderings for pull requests are covered by the snapshot tests in
+//! `infra/core/tests/plan_diff.rs` and the drift tests in `foundation.rs`.)
 
 use testkit::infra;
 
@@ -145,7 +146,7 @@ fn ci_workflows_parse_and_call_only_commands_and_flags_infra_has() {
         .iter()
         .map(|f| f.file_stem().unwrap().to_string_lossy().to_string())
         .collect();
-    assert_eq!(names, ["apply", "drift", "plan", "synth"]);
+    assert_eq!(names, ["apply", "drift", "plan", "staging", "synth"]);
     let mut checked = 0;
     for file in &files {
         let text = std::fs::read_to_string(file).unwrap();
@@ -198,5 +199,99 @@ fn ci_workflows_parse_and_call_only_commands_and_flags_infra_has() {
             }
         }
     }
-    assert_eq!(checked, 4, "one infra command per workflow");
+    assert_eq!(checked, 6, "the infra commands of the five workflows");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn two_staging_instances_coexist_and_destroying_one_leaves_the_other_intact() {
+    let moto = testkit::Moto::start();
+    // Staging pointed at the emulator's account.
+    let envs = testkit::envs_copy();
+    let staging = envs.path().join("staging.toml");
+    let text = std::fs::read_to_string(&staging).unwrap();
+    std::fs::write(&staging, text.replace("222222222222", "123456789012")).unwrap();
+    let root = testkit::workspace_root();
+    let (envs_dir, workspace) = (
+        envs.path().to_str().unwrap().to_string(),
+        root.to_str().unwrap().to_string(),
+    );
+    let run = |args: &[&str]| {
+        let mut all = vec!["--envs-dir", &envs_dir, "--workspace", &workspace];
+        all.extend_from_slice(args);
+        infra(BIN, Some(&moto), &all)
+    };
+    for instance in ["pr-1", "pr-2"] {
+        let applied = run(&[
+            "apply",
+            "--env",
+            "staging",
+            "--instance",
+            instance,
+            "--auto-approve",
+        ]);
+        assert_eq!(applied.code, 0, "{instance}: {}", applied.all());
+    }
+    let sdk = moto.sdk_config().await;
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    let buckets = || async {
+        let listed = s3.list_buckets().send().await.unwrap();
+        let mut names: Vec<String> = listed
+            .buckets()
+            .iter()
+            .filter_map(|b| b.name().map(str::to_string))
+            .filter(|n| n.contains("-data-"))
+            .collect();
+        names.sort();
+        names
+    };
+    assert_eq!(
+        buckets().await,
+        [
+            "linkedin-ads-staging-pr-1-data-123456789012",
+            "linkedin-ads-staging-pr-2-data-123456789012"
+        ]
+    );
+
+    let destroyed = run(&[
+        "destroy",
+        "--env",
+        "staging",
+        "--instance",
+        "pr-1",
+        "--purge-data",
+        "--auto-approve",
+    ]);
+    assert_eq!(destroyed.code, 0, "{}", destroyed.all());
+    assert_eq!(
+        buckets().await,
+        ["linkedin-ads-staging-pr-2-data-123456789012"]
+    );
+    let glue = aws_sdk_glue::Client::from_conf(
+        aws_sdk_glue::config::Builder::from(&sdk)
+            .region(aws_sdk_glue::config::Region::new("us-east-2"))
+            .build(),
+    );
+    let databases = glue.get_databases().send().await.unwrap();
+    let names: Vec<&str> = databases.database_list().iter().map(|d| d.name()).collect();
+    assert_eq!(names, ["linkedin_ads_staging_pr_2"]);
+    let plan = run(&[
+        "plan",
+        "--env",
+        "staging",
+        "--instance",
+        "pr-2",
+        "--detailed-exitcode",
+    ]);
+    assert_eq!(plan.code, 0, "pr-2 untouched: {}", plan.all());
+    let drift = run(&["drift", "--env", "staging", "--instance", "pr-2"]);
+    assert_eq!(
+        drift.code,
+        0,
+        "no drift and no orphans in pr-2: {}",
+        drift.all()
+    );
 }

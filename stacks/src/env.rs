@@ -26,6 +26,12 @@ pub struct Env {
     pub project: Spanned<String>,
     /// The environment's name; must match the file name.
     pub env: Spanned<String>,
+    /// An independent copy of the environment (`--instance pr-123`): its names, tags and state
+    /// carry the instance. Not in the file.
+    #[serde(skip)]
+    pub instance: Option<String>,
+    #[serde(skip)]
+    full_name: String,
     pub account_id: Spanned<String>,
     pub region: Spanned<String>,
     /// A protected environment refuses `destroy`, and its data bucket refuses deletion,
@@ -779,8 +785,33 @@ impl Env {
         problems
     }
 
+    /// The environment's name, with its instance if any (`staging-pr-123`): what physical
+    /// names and the `infra:env` tag carry.
     pub fn name(&self) -> &str {
-        self.env.get_ref()
+        if self.full_name.is_empty() {
+            self.env.get_ref()
+        } else {
+            &self.full_name
+        }
+    }
+
+    /// This environment as instance `instance`: 1 to 20 lowercase letters, digits and `-`,
+    /// starting with a letter or digit. Its state lives under `<prefix>/<instance>`.
+    pub fn with_instance(mut self, instance: &str) -> Result<Env, String> {
+        let valid = (1..=20).contains(&instance.len())
+            && instance
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+            && !instance.starts_with('-')
+            && !instance.ends_with('-');
+        if !valid {
+            return Err(format!(
+                "instance `{instance}`: use 1 to 20 lowercase letters, digits and `-` (e.g. pr-123)"
+            ));
+        }
+        self.full_name = format!("{}-{instance}", self.env.get_ref());
+        self.instance = Some(instance.to_string());
+        Ok(self)
     }
 
     pub fn project(&self) -> &str {
@@ -792,7 +823,7 @@ impl Env {
         format!(
             "{}-{}-data-{}",
             self.project.get_ref(),
-            self.env.get_ref(),
+            self.name(),
             self.account_id.get_ref()
         )
     }
@@ -802,13 +833,16 @@ impl Env {
         Target {
             stack: stack.to_string(),
             project: self.project.get_ref().clone(),
-            env: self.env.get_ref().clone(),
+            env: self.name().to_string(),
             account_id: self.account_id.get_ref().clone(),
             region: self.region.get_ref().clone(),
             protected: self.protected,
             state: StateLocation {
                 bucket: self.state.bucket.get_ref().clone(),
-                prefix: self.state.prefix.get_ref().clone(),
+                prefix: match &self.instance {
+                    Some(instance) => format!("{}/{instance}", self.state.prefix.get_ref()),
+                    None => self.state.prefix.get_ref().clone(),
+                },
             },
         }
     }

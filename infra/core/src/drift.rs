@@ -91,12 +91,19 @@ pub async fn find_orphans(
             let Some(arn) = mapping.resource_arn() else {
                 continue;
             };
-            let address = mapping
-                .tags()
-                .iter()
-                .find(|t| t.key() == TAG_ADDRESS)
-                .map(|t| t.value())
-                .map(str::to_string);
+            let tag = |key: &str| {
+                mapping
+                    .tags()
+                    .iter()
+                    .find(|t| t.key() == key)
+                    .map(|t| t.value().to_string())
+            };
+            // The filters are checked again here: the local emulator answers some services'
+            // resources (Glue) without applying them.
+            if tag(TAG_STACK).as_deref() != Some(stack) || tag(TAG_ENV).as_deref() != Some(env) {
+                continue;
+            }
+            let address = tag(TAG_ADDRESS);
             let known = address.as_deref().and_then(|a| {
                 state?
                     .resources

@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 use super::{ApplyArgs, Context, DestroyArgs, Packaging, Paths};
 
 pub async fn run(paths: &Paths, args: ApplyArgs, used: &mut Option<Context>) -> anyhow::Result<u8> {
-    let ctx = used.insert(Context::load(paths, &args.env.name, Packaging::Build).await?);
+    let ctx = used.insert(Context::load(paths, &args.env, Packaging::Build).await?);
     let saved = match &args.plan_file {
         Some(path) => Some(read_plan(path)?),
         None => None,
@@ -53,7 +53,7 @@ pub async fn destroy(
     args: DestroyArgs,
     used: &mut Option<Context>,
 ) -> anyhow::Result<u8> {
-    let ctx = used.insert(Context::load(paths, &args.env.name, Packaging::Skip).await?);
+    let ctx = used.insert(Context::load(paths, &args.env, Packaging::Skip).await?);
     if ctx.stack.target.protected && !args.allow_protected {
         bail!(
             "env `{}` is protected (`protected = true` in its env file); destroy refuses it \

@@ -40,13 +40,23 @@ pub struct Context {
 impl Context {
     /// Loads and checks env `name`, packages the Lambda handlers (only those whose sources
     /// changed are rebuilt) and builds the stack; no AWS call is made before all are valid.
-    pub async fn load(paths: &Paths, name: &str, packaging: Packaging) -> anyhow::Result<Context> {
+    pub async fn load(
+        paths: &Paths,
+        which: &super::EnvArg,
+        packaging: Packaging,
+    ) -> anyhow::Result<Context> {
+        let name = which.name.as_str();
         let dir = match &paths.envs_dir {
             Some(dir) => dir.clone(),
             None => find_envs_dir()?,
         };
-        let env =
+        let mut env =
             Env::load_named(&dir, name).map_err(|e| anyhow!("invalid environment file:\n{e}"))?;
+        if let Some(instance) = &which.instance {
+            env = env
+                .with_instance(instance)
+                .map_err(|e| anyhow!("--instance: {e}"))?;
+        }
         let workspace = find_workspace(paths.workspace.as_deref(), &dir)?;
         let mut inputs = stacks::Inputs {
             artifacts: unpackaged(),

@@ -83,6 +83,10 @@ pub struct EnvArg {
     /// The environment: stacks/envs/<ENV>.toml.
     #[arg(long = "env", short = 'e')]
     pub name: String,
+    /// An independent copy of the environment (e.g. pr-123): names, tags and state carry it,
+    /// so several coexist.
+    #[arg(long)]
+    pub instance: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -347,7 +351,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Secret { command } => secret::run(&paths, command, &mut used).await,
         Command::Synth(args) => synth::run(&paths, args, &mut used).await,
         Command::Graph { env, format } => {
-            let ctx = used.insert(Context::load(&paths, &env.name, Packaging::Skip).await?);
+            let ctx = used.insert(Context::load(&paths, &env, Packaging::Skip).await?);
             print!(
                 "{}",
                 match format {

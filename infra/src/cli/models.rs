@@ -42,7 +42,7 @@ pub async fn run(
             if let Some(model) = &model {
                 registry::check_name(model)?;
             }
-            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
+            let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
             let registry = registry(ctx)?;
             let models = match model {
                 Some(m) => vec![m],
@@ -110,7 +110,7 @@ pub async fn run(
                 Some(path) => read_metadata(path)?,
                 None => NewVersion::default(),
             };
-            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
+            let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
             let registry = registry(ctx)?;
             let registered = registry
                 .register(&model, &file_name, bytes, details, Utc::now())
@@ -138,7 +138,7 @@ pub async fn run(
             version,
         } => {
             registry::check_name(&model)?;
-            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
+            let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
             let pointer = registry(ctx)?.promote(&model, version, Utc::now()).await?;
             println!(
                 "Promoted {} v{} (before: {}).",
@@ -153,7 +153,7 @@ pub async fn run(
         }
         ModelsCommand::Rollback { env, model } => {
             registry::check_name(&model)?;
-            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
+            let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
             let pointer = registry(ctx)?.rollback(&model, Utc::now()).await?;
             println!("Rolled {} back to v{}.", model, pointer.version);
             Ok(0)

@@ -7,7 +7,7 @@ use infra_core::render;
 use super::{Context, Format, Packaging, Paths, PlanArgs};
 
 pub async fn run(paths: &Paths, args: PlanArgs, used: &mut Option<Context>) -> anyhow::Result<u8> {
-    let ctx = used.insert(Context::load(paths, &args.env.name, Packaging::Build).await?);
+    let ctx = used.insert(Context::load(paths, &args.env, Packaging::Build).await?);
     let stored = ctx.store.load().await?;
     let plan = ctx
         .plan(

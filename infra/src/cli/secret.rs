@@ -18,7 +18,7 @@ pub async fn run(
 ) -> anyhow::Result<u8> {
     match command {
         SecretCommand::Set { env, secret: name } => {
-            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
+            let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
             let spec = declared(ctx, &name)?.clone();
             let value = read_value()?;
             secret::check_value(&spec.format, &value)
@@ -41,7 +41,7 @@ pub async fn run(
             Ok(0)
         }
         SecretCommand::List { env } => {
-            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
+            let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
             let declared: Vec<(&str, &SecretSpec)> = ctx
                 .stack
                 .resources

@@ -13,7 +13,7 @@ pub async fn run(
 ) -> anyhow::Result<u8> {
     match command {
         StateCommand::List { env } => {
-            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
+            let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
             let stored = ctx.store.load().await?;
             let Some(doc) = stored.doc else {
                 eprintln!("No state yet for env `{}`.", env.name);
@@ -35,7 +35,7 @@ pub async fn run(
             Ok(0)
         }
         StateCommand::Show { env, address } => {
-            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
+            let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
             let address: Address = address.parse()?;
             let stored = ctx.store.load().await?;
             let entry = stored
@@ -52,7 +52,7 @@ pub async fn run(
             Ok(0)
         }
         StateCommand::Unlock { env, lock_id } => {
-            let ctx = used.insert(Context::load(paths, &env.name, Packaging::Skip).await?);
+            let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
             let current = lock::read(&ctx.store).await?;
             match (current, lock_id) {
                 (None, _) => {

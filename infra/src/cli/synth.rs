@@ -34,7 +34,11 @@ pub async fn run(paths: &Paths, args: SynthArgs, used: &mut Option<Context>) -> 
     }
     let mut stale = Vec::new();
     for name in names {
-        let ctx = used.insert(Context::load(paths, &name, Packaging::Skip).await?);
+        let env = super::EnvArg {
+            name: name.clone(),
+            instance: None,
+        };
+        let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
         let plans_dir: PathBuf = match &args.plans_dir {
             Some(d) => d.clone(),
             None => ctx.workspace.join("plans"),
