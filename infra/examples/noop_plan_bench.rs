@@ -7,7 +7,7 @@
 use std::time::{Duration, Instant};
 
 use clap::Parser;
-use infra::cli::{Cli, Context, Packaging, Paths};
+use infra::cli::{Cli, Context, EnvArg, Packaging, Paths};
 use infra_core::plan::PlanOptions;
 
 fn main() -> anyhow::Result<()> {
@@ -45,7 +45,11 @@ fn main() -> anyhow::Result<()> {
             envs_dir: Some(envs.clone().into()),
             workspace: None,
         };
-        let ctx = Context::load(&paths, "local", Packaging::Build).await?;
+        let local = EnvArg {
+            name: "local".into(),
+            instance: None,
+        };
+        let ctx = Context::load(&paths, &local, Packaging::Build).await?;
         let mut times = Vec::with_capacity(runs);
         let mut calls = 0;
         let mut resources = 0;
