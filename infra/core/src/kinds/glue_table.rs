@@ -95,26 +95,22 @@ impl GlueTableSpec {
         partition_keys: Vec<TableColumn>,
         location: String,
     ) -> GlueTableSpec {
-        GlueTableSpec {
-            database: database.name.clone(),
-            name: name.into(),
-            description: description.into(),
+        let storage = Storage {
+            location,
+            input_format: "org.apache.hadoop.mapred.TextInputFormat".into(),
+            output_format: "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat".into(),
+            serde_library: "org.apache.hive.hcatalog.data.JsonSerDe".into(),
+            serde_parameters: BTreeMap::from([("ignore.malformed.json".into(), "true".into())]),
+        };
+        Self::external(
+            database,
+            name,
+            description,
             columns,
             partition_keys,
-            parameters: BTreeMap::from([
-                ("EXTERNAL".into(), "TRUE".into()),
-                ("classification".into(), "json".into()),
-            ]),
-            storage: Some(Storage {
-                location,
-                input_format: "org.apache.hadoop.mapred.TextInputFormat".into(),
-                output_format: "org.apache.hadoop.hive.ql.io.HiveIgnoreKeyTextOutputFormat".into(),
-                serde_library: "org.apache.hive.hcatalog.data.JsonSerDe".into(),
-                serde_parameters: BTreeMap::from([("ignore.malformed.json".into(), "true".into())]),
-            }),
-            view: None,
-            references: BTreeSet::from([database.address.clone()]),
-        }
+            "json",
+            storage,
+        )
     }
 
     /// An external table of Parquet objects under `location`, partitioned by `partition_keys`.
@@ -126,6 +122,34 @@ impl GlueTableSpec {
         partition_keys: Vec<TableColumn>,
         location: String,
     ) -> GlueTableSpec {
+        let storage = Storage {
+            location,
+            input_format: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat".into(),
+            output_format: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat".into(),
+            serde_library: "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe".into(),
+            serde_parameters: BTreeMap::new(),
+        };
+        Self::external(
+            database,
+            name,
+            description,
+            columns,
+            partition_keys,
+            "parquet",
+            storage,
+        )
+    }
+
+    /// An external table in `database` stored as `storage`, of Glue `classification`.
+    fn external(
+        database: &Ref<GlueDatabaseSpec>,
+        name: &str,
+        description: &str,
+        columns: Vec<TableColumn>,
+        partition_keys: Vec<TableColumn>,
+        classification: &str,
+        storage: Storage,
+    ) -> GlueTableSpec {
         GlueTableSpec {
             database: database.name.clone(),
             name: name.into(),
@@ -134,17 +158,9 @@ impl GlueTableSpec {
             partition_keys,
             parameters: BTreeMap::from([
                 ("EXTERNAL".into(), "TRUE".into()),
-                ("classification".into(), "parquet".into()),
+                ("classification".into(), classification.into()),
             ]),
-            storage: Some(Storage {
-                location,
-                input_format: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetInputFormat"
-                    .into(),
-                output_format: "org.apache.hadoop.hive.ql.io.parquet.MapredParquetOutputFormat"
-                    .into(),
-                serde_library: "org.apache.hadoop.hive.ql.io.parquet.serde.ParquetHiveSerDe".into(),
-                serde_parameters: BTreeMap::new(),
-            }),
+            storage: Some(storage),
             view: None,
             references: BTreeSet::from([database.address.clone()]),
         }
