@@ -25,6 +25,9 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 # plans/ must match the stacks (`infra synth` regenerates it).
+# No incremental compilation: on a fresh clone it only costs disk (gigabytes of caches that
+# a one-off build never reuses), and CI machines can be short of disk.
+test: export CARGO_INCREMENTAL := 0
 test: venv lint
 	cargo run --quiet -p infra -- synth --check
 	cargo test --workspace
