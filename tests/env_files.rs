@@ -347,3 +347,79 @@ fn invalid_optimizer_guardrails_name_file_line_and_field() {
         );
     }
 }
+
+#[test]
+fn a_policy_violation_fails_the_plan_naming_each_resource_and_the_rule() {
+    // Retention 0 (keep forever) is a valid setting, but breaks LOGS-RETENTION.
+    let run = plan_with(|t| t.replace("retention_days = 14", "retention_days = 0"));
+    assert!(
+        run.stderr.contains("5 policy violation(s)"),
+        "{}",
+        run.all()
+    );
+    for f in [
+        "collector",
+        "processor",
+        "optimizer",
+        "copy-generator",
+        "token-rotation",
+    ] {
+        assert!(
+            run.stderr
+                .contains(&format!("log_group.{f} [LOGS-RETENTION]: log group")),
+            "{}",
+            run.all()
+        );
+    }
+    assert!(
+        run.stderr.contains("[[waivers]]"),
+        "says how to waive: {}",
+        run.all()
+    );
+}
+
+#[test]
+fn a_waiver_with_a_reason_lets_the_plan_through_and_is_shown() {
+    let dir = envs_copy();
+    let path = dir.path().join("local.toml");
+    let mut text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("retention_days = 14", "retention_days = 0");
+    for f in [
+        "collector",
+        "processor",
+        "optimizer",
+        "copy-generator",
+        "token-rotation",
+    ] {
+        text.push_str(&format!(
+            "\n[[waivers]]\nresource = \"log_group.{f}\"\nrule = \"LOGS-RETENTION\"\nreason = \"legal hold ADS-42\"\n"
+        ));
+    }
+    std::fs::write(&path, text).unwrap();
+    let run = infra(
+        BIN,
+        None,
+        &[
+            "synth",
+            "--env",
+            "local",
+            "--envs-dir",
+            dir.path().to_str().unwrap(),
+            "--plans-dir",
+            dir.path().to_str().unwrap(),
+        ],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("log_group.token-rotation [LOGS-RETENTION]: log group"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.stderr.contains("(waived: legal hold ADS-42)"),
+        "{}",
+        run.all()
+    );
+}

@@ -52,6 +52,22 @@ pub struct Env {
     /// Optional: alarms of the env's own, besides the stack's (`[[alarms]]` tables).
     #[serde(default)]
     pub alarms: Vec<CustomAlarm>,
+    /// Optional: exceptions to the built-in policy rules (`[[waivers]]` tables).
+    #[serde(default)]
+    pub waivers: Vec<Waiver>,
+}
+
+/// An exception to one policy rule for one resource: `[[waivers]]` with `resource`
+/// (an address such as `log_group.collector`), `rule` (e.g. `LOGS-RETENTION`) and `reason`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Waiver {
+    pub resource: Spanned<String>,
+    pub rule: Spanned<String>,
+    pub reason: Spanned<String>,
+    /// Where the waiver is, for errors found once the stack is built.
+    #[serde(skip)]
+    location: Option<(PathBuf, usize, usize)>,
 }
 
 /// SageMaker endpoints serving the models, and their alarm thresholds.
@@ -205,6 +221,7 @@ pub struct AlertsConfig {
 #[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogsConfig {
+    /// One of CloudWatch Logs' retention periods, or 0 for none (kept forever).
     pub retention_days: Spanned<i32>,
 }
 
@@ -343,6 +360,11 @@ impl Env {
             }])
         })?;
         let problems = env.check(path, text);
+        let mut env = env;
+        for waiver in &mut env.waivers {
+            let (line, column) = line_column(text, waiver.resource.span().start);
+            waiver.location = Some((path.to_path_buf(), line, column));
+        }
         if problems.is_empty() {
             Ok(env)
         } else {
@@ -464,11 +486,15 @@ impl Env {
                 );
             }
         }
-        if let Err(message) = validate_retention(*self.logs.retention_days.get_ref()) {
+        // 0: kept forever (which the policy rule LOGS-RETENTION flags unless waived).
+        let retention = *self.logs.retention_days.get_ref();
+        if let Err(message) =
+            validate_retention(retention).or_else(|m| if retention == 0 { Ok(()) } else { Err(m) })
+        {
             problem(
                 self.logs.retention_days.span(),
                 "logs.retention_days",
-                message,
+                format!("{message}, or 0 to keep logs forever"),
             );
         }
         match self.data.encryption.get_ref().as_str() {
@@ -723,6 +749,37 @@ impl Env {
             }
         }
         let mut alarm_names = std::collections::BTreeSet::new();
+        for (i, waiver) in self.waivers.iter().enumerate() {
+            let field = |name: &str| format!("waivers[{i}].{name}");
+            let address = waiver.resource.get_ref();
+            if address.parse::<infra_core::model::Address>().is_err() {
+                problem(
+                    waiver.resource.span(),
+                    &field("resource"),
+                    format!(
+                        "`{address}` is not a resource address (`kind.name`, e.g. `log_group.collector`)"
+                    ),
+                );
+            }
+            if infra_core::compliance::Rule::from_id(waiver.rule.get_ref()).is_none() {
+                problem(
+                    waiver.rule.span(),
+                    &field("rule"),
+                    format!(
+                        "`{}` is not a policy rule (one of {})",
+                        waiver.rule.get_ref(),
+                        infra_core::compliance::Rule::ALL.map(|r| r.id()).join(", ")
+                    ),
+                );
+            }
+            if waiver.reason.get_ref().trim().len() < 10 {
+                problem(
+                    waiver.reason.span(),
+                    &field("reason"),
+                    "say why the exception is acceptable (at least 10 characters)".into(),
+                );
+            }
+        }
         for (i, alarm) in self.alarms.iter().enumerate() {
             let field = |name: &str| format!("alarms[{i}].{name}");
             let name = alarm.name.get_ref();
@@ -829,6 +886,40 @@ impl Env {
     }
 
     /// The deployment target this env describes, for stack `stack`.
+    /// Puts the env file's waivers on the stack's resources; a waiver naming a resource the
+    /// stack does not have is an error pointing at the waiver.
+    pub fn apply_waivers(&self, stack: &mut infra_core::model::Stack) -> Result<(), EnvErrors> {
+        let mut problems = Vec::new();
+        for (i, waiver) in self.waivers.iter().enumerate() {
+            let result = waiver
+                .resource
+                .get_ref()
+                .parse::<infra_core::model::Address>()
+                .map_err(|e| e.to_string())
+                .and_then(|address| {
+                    stack.waive_address(&address, waiver.rule.get_ref(), waiver.reason.get_ref())
+                });
+            if let Err(message) = result {
+                let (file, line, column) = match &waiver.location {
+                    Some((file, line, column)) => (file.clone(), Some(*line), Some(*column)),
+                    None => (PathBuf::new(), None, None),
+                };
+                problems.push(EnvError {
+                    file,
+                    line,
+                    column,
+                    field: format!("waivers[{i}].resource"),
+                    message,
+                });
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(EnvErrors(problems))
+        }
+    }
+
     pub fn target(&self, stack: &str) -> Target {
         Target {
             stack: stack.to_string(),

@@ -107,8 +107,12 @@ pub struct Inputs {
 
 /// Problems found while building the stack, before any AWS call.
 #[derive(Debug, thiserror::Error)]
-#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
-pub struct StackError(pub Vec<SqlError>);
+pub enum StackError {
+    #[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("\n"))]
+    Sql(Vec<SqlError>),
+    #[error("{0}")]
+    Waivers(crate::env::EnvErrors),
+}
 
 /// Builds the stack for `env` from `inputs`.
 pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
@@ -173,7 +177,7 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
             function,
             LogGroupSpec {
                 name: format!("/aws/lambda/{}", target.name(function)),
-                retention_days: Some(*env.logs.retention_days.get_ref()),
+                retention_days: Some(*env.logs.retention_days.get_ref()).filter(|d| *d != 0),
                 tags: BTreeMap::new(),
             },
         );
@@ -259,7 +263,7 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
         &inputs.views,
         &inputs.queries,
     )
-    .map_err(StackError)?;
+    .map_err(StackError::Sql)?;
     crate::monitoring::add(
         &mut stack,
         env,
@@ -270,6 +274,7 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
             alerts: &alerts,
         },
     );
+    env.apply_waivers(&mut stack).map_err(StackError::Waivers)?;
     Ok(stack)
 }
 

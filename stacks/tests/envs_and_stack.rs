@@ -47,6 +47,11 @@ fn every_env_file_parses_and_gives_a_valid_stack() {
         let env = env(name);
         let stack = stack(&env);
         infra_core::plan::validate(&stack).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let policy = infra_core::compliance::check(&stack);
+        assert!(
+            policy.passed() && policy.waived.is_empty() && policy.unused_waivers.is_empty(),
+            "{name}: {policy:?}"
+        );
         assert_eq!(stack.target.env, name);
         let count = |kind: Kind| {
             stack
@@ -470,6 +475,150 @@ fn a_view_with_a_syntax_error_or_an_unknown_table_fails_naming_file_and_line() {
     assert!(err.contains("daily_summary.sql:3: "), "{err}");
     assert!(
         err.contains("creative_performance.sql:2: reads `raw_clicks`"),
+        "{err}"
+    );
+}
+
+/// Every rule fires on a stack that breaks it, naming the resource; a waiver with a reason in
+/// the env file is the only way past, and it stays visible.
+#[test]
+fn policy_rules_fire_and_only_a_waiver_with_a_reason_passes_them() {
+    use infra_core::compliance::{Rule, check};
+    use infra_core::kinds::bucket::{Encryption, PublicAccessBlock};
+    use infra_core::model::{Address, PolicyDocument, Statement};
+
+    let base = env("local");
+    let mut broken = stack(&base);
+    let violations_of = |stack: &infra_core::model::Stack| -> Vec<(String, &'static str)> {
+        check(stack)
+            .violations
+            .iter()
+            .map(|v| (v.address.to_string(), v.rule.id()))
+            .collect()
+    };
+    assert!(violations_of(&broken).is_empty());
+    for r in &mut broken.resources {
+        match (&mut r.spec, r.address.to_string().as_str()) {
+            (Spec::Bucket(b), "bucket.data") => {
+                b.encryption = Encryption::None;
+                b.public_access_block = PublicAccessBlock {
+                    block_public_policy: false,
+                    ..PublicAccessBlock::ALL
+                };
+            }
+            (Spec::LogGroup(g), "log_group.processor") => g.retention_days = None,
+            (Spec::FunctionUrl(u), _) => u.auth_type = "NONE".into(),
+            (Spec::SecretRotation(rotation), _) => {
+                rotation.function_arn =
+                    "arn:aws:lambda:us-east-1:123456789012:function:elsewhere".into()
+            }
+            (Spec::Role(role), "role.optimizer") => {
+                role.inline_policies.insert(
+                    "extra".into(),
+                    PolicyDocument::new(vec![
+                        Statement::allow(["s3:*"])
+                            .sid("Everything")
+                            .on("arn:aws:s3:::x/*"),
+                        Statement::allow(["s3:GetObject"]).sid("Anywhere").on("*"),
+                    ]),
+                );
+            }
+            _ => {}
+        }
+    }
+    // The optimizer's errors alarm goes: its function is left unwatched.
+    broken
+        .resources
+        .retain(|r| r.address.to_string() != "alarm.optimizer-errors");
+    let found = violations_of(&broken);
+    let expected: Vec<(String, &str)> = [
+        ("bucket.data", Rule::BucketEncrypted),
+        ("bucket.data", Rule::BucketPublicAccessBlocked),
+        ("role.optimizer", Rule::IamNoWildcardAction),
+        ("role.optimizer", Rule::IamWildcardResource),
+        ("log_group.processor", Rule::LogGroupRetention),
+        ("lambda.optimizer", Rule::LambdaErrorsAlarm),
+        ("function_url.collector", Rule::FunctionUrlAuth),
+        (
+            "secret_rotation.linkedin-oauth",
+            Rule::SecretRotationFunction,
+        ),
+    ]
+    .iter()
+    .map(|(a, r)| (a.to_string(), r.id()))
+    .collect();
+    let mut sorted_found = found.clone();
+    sorted_found.sort();
+    let mut sorted_expected = expected.clone();
+    sorted_expected.sort();
+    assert_eq!(sorted_found, sorted_expected, "every rule, exactly once");
+    assert_eq!(Rule::ALL.len(), expected.len());
+
+    // An env file that keeps logs forever, with waivers for all but one log group.
+    let text =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("envs/local.toml"))
+            .unwrap()
+            .replace("retention_days = 14", "retention_days = 0");
+    let mut waived = text.clone();
+    for f in ["collector", "processor", "optimizer", "copy-generator"] {
+        waived.push_str(&format!(
+            "\n[[waivers]]\nresource = \"log_group.{f}\"\nrule = \"LOGS-RETENTION\"\nreason = \"kept for the audit of ticket ADS-42\"\n"
+        ));
+    }
+    let path = Path::new("envs/local.toml");
+    let env = Env::parse(path, &waived).unwrap_or_else(|e| panic!("{e}"));
+    let report = check(&stack(&env));
+    assert_eq!(
+        report
+            .violations
+            .iter()
+            .map(|v| (v.address.clone(), v.rule))
+            .collect::<Vec<_>>(),
+        vec![(
+            "log_group.token-rotation".parse::<Address>().unwrap(),
+            Rule::LogGroupRetention
+        )]
+    );
+    assert_eq!(report.waived.len(), 4);
+    assert!(
+        report
+            .waived
+            .iter()
+            .all(|(_, why)| why == "kept for the audit of ticket ADS-42")
+    );
+
+    // Bad waivers are rejected by the env file's checks, naming the field.
+    let bad = format!(
+        "{text}\n[[waivers]]\nresource = \"log_group\"\nrule = \"NO-SUCH-RULE\"\nreason = \"\"\n"
+    );
+    let err = Env::parse(path, &bad).unwrap_err().to_string();
+    for field in [
+        "waivers[0].resource",
+        "waivers[0].rule",
+        "waivers[0].reason",
+    ] {
+        assert!(err.contains(field), "{field} in {err}");
+    }
+    assert!(
+        err.contains("LOGS-RETENTION"),
+        "the known rules are listed: {err}"
+    );
+    // A waiver of a resource the stack does not have fails when the stack is built.
+    let unknown = format!(
+        "{text}\n[[waivers]]\nresource = \"log_group.nothing\"\nrule = \"LOGS-RETENTION\"\nreason = \"no such group exists here\"\n"
+    );
+    let env = Env::parse(path, &unknown).unwrap_or_else(|e| panic!("{e}"));
+    let views_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../assets/athena/views");
+    let inputs = stacks::Inputs {
+        artifacts: artifacts(),
+        views: infra_core::sql::load_dir(&views_dir).unwrap(),
+        queries: infra_core::sql::load_dir(&views_dir.join("../queries")).unwrap(),
+    };
+    let err = linkedin_ads(&env, &inputs).unwrap_err().to_string();
+    assert!(
+        err.contains("envs/local.toml:")
+            && err.contains("waivers[0].resource")
+            && err.contains("log_group.nothing"),
         "{err}"
     );
 }

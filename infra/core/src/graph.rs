@@ -139,6 +139,7 @@ mod tests {
                 retention_days: None,
                 tags: Default::default(),
             }),
+            waivers: Default::default(),
         }
     }
 

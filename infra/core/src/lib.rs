@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod aws;
+pub mod compliance;
 pub mod drift;
 pub mod graph;
 pub mod kinds;

@@ -6,12 +6,42 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
 use infra_core::aws::Aws;
+use infra_core::compliance;
 use infra_core::model::{Address, Stack};
 use infra_core::package::{Artifact, Artifacts, Packager};
 use infra_core::plan::{self, Plan, PlanOptions};
 use infra_core::state::{Journal, StateStore, Stored};
 use stacks::Env;
 use stacks::linkedin_ads::FUNCTIONS;
+
+/// Runs the built-in policy rules: waived violations and unused waivers are printed on
+/// stderr; any other violation is an error listing every one.
+pub fn check_policies(stack: &Stack) -> anyhow::Result<()> {
+    let report = compliance::check(stack);
+    for (violation, reason) in &report.waived {
+        eprintln!("policy: {violation} (waived: {reason})");
+    }
+    for (address, rule) in &report.unused_waivers {
+        eprintln!(
+            "warning: the waiver of {rule} on {address} allows nothing (the resource passes the \
+             rule); remove it"
+        );
+    }
+    if report.passed() {
+        return Ok(());
+    }
+    let lines: Vec<String> = report
+        .violations
+        .iter()
+        .map(|v| format!("  {v}\n    rule {}: {}", v.rule, v.rule.requirement()))
+        .collect();
+    Err(anyhow!(
+        "{} policy violation(s):\n{}\nFix the resource, or waive the rule for it with a reason \
+         (`[[waivers]]` in the env file: resource, rule, reason).",
+        report.violations.len(),
+        lines.join("\n")
+    ))
+}
 
 /// Whether a command needs the Lambda packages (plan, apply, drift) or only the stack's
 /// identity (destroy, state).
@@ -66,6 +96,10 @@ impl Context {
         // The SQL and the rest of the stack are checked before the (slower) packaging.
         let stack = stacks::linkedin_ads(&env, &inputs).context("the stack is not valid")?;
         plan::validate(&stack).with_context(|| format!("stack for env `{name}`"))?;
+        // Destroy and state commands must work even for a stack that breaks a rule.
+        if packaging == Packaging::Build {
+            check_policies(&stack).with_context(|| format!("stack for env `{name}`"))?;
+        }
         inputs.artifacts = match packaging {
             Packaging::Build => {
                 let packager = Packager::new(&workspace);

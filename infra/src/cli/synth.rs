@@ -39,6 +39,9 @@ pub async fn run(paths: &Paths, args: SynthArgs, used: &mut Option<Context>) -> 
             instance: None,
         };
         let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
+        // The committed desired state is what reviewers read: it must pass the policy rules.
+        super::context::check_policies(&ctx.stack)
+            .with_context(|| format!("stack for env `{name}`"))?;
         let plans_dir: PathBuf = match &args.plans_dir {
             Some(d) => d.clone(),
             None => ctx.workspace.join("plans"),

@@ -283,6 +283,10 @@ pub struct Resource {
     #[serde(default)]
     pub depends_on: BTreeSet<Address>,
     pub spec: Spec,
+    /// Policy rules (`compliance::Rule` ids) this resource is allowed to break, each with
+    /// the reason a reviewer accepted.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub waivers: BTreeMap<String, String>,
 }
 
 /// A typed handle on a resource of kind `K` in a stack: what other resources hold to refer
@@ -413,6 +417,7 @@ impl Stack {
             protected: false,
             depends_on,
             spec,
+            waivers: BTreeMap::new(),
         });
         Ref {
             address,
@@ -438,6 +443,37 @@ impl Stack {
         {
             res.depends_on.insert(to.address.clone());
         }
+    }
+
+    /// Allows `target` to break `rule`, for `reason` (shown in every plan).
+    pub fn waive<K>(&mut self, target: &Ref<K>, rule: crate::compliance::Rule, reason: &str) {
+        let _ = self.waive_address(&target.address, rule.id(), reason);
+    }
+
+    /// As [`Stack::waive`], by address and rule id (e.g. from an env file); errors name what
+    /// is unknown.
+    pub fn waive_address(
+        &mut self,
+        address: &Address,
+        rule: &str,
+        reason: &str,
+    ) -> Result<(), String> {
+        if crate::compliance::Rule::from_id(rule).is_none() {
+            return Err(format!(
+                "`{rule}` is not a policy rule (one of {})",
+                crate::compliance::Rule::ALL.map(|r| r.id()).join(", ")
+            ));
+        }
+        if reason.trim().is_empty() {
+            return Err("a waiver needs a reason".into());
+        }
+        let resource = self
+            .resources
+            .iter_mut()
+            .find(|r| &r.address == address)
+            .ok_or_else(|| format!("the stack has no resource `{address}`"))?;
+        resource.waivers.insert(rule.into(), reason.trim().into());
+        Ok(())
     }
 
     pub fn get(&self, address: &Address) -> Option<&Resource> {
