@@ -120,6 +120,9 @@ impl Run {
             self.lock_timeout,
         )
         .await?;
+        if let Some(took_over) = &guard.took_over {
+            eprintln!("State lock: {}", took_over.describe());
+        }
         let result = self.locked(ctx, saved).await;
         let released = guard.release().await;
         let code = result?;

@@ -1,7 +1,15 @@
 //! The state lock: an S3 object created with `If-None-Match: *`, so exactly one writer holds
 //! it. It names its holder (owner, host, pid, command, start, expiry) so that whoever finds
 //! it taken knows whom to ask.
+//!
+//! A held lock is renewed by a heartbeat (every quarter of its time to live), so it expires
+//! only when its holder stops: a lock whose expiry has passed, or whose holder ran on this
+//! host and is no longer running, is taken over. Every write after the first is conditional on
+//! the ETag last seen (`If-Match`), so two processes can never both take over one lock, and a
+//! holder whose lock was taken over learns it at its next heartbeat.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -11,8 +19,10 @@ use serde::{Deserialize, Serialize};
 use super::store::{StateError, StateStore};
 use crate::aws::failed;
 
-/// How long a lock is valid without being renewed.
-pub const LOCK_TTL: Duration = Duration::from_secs(3600);
+/// How long a lock is valid without being renewed. The heartbeat renews it four times as
+/// often, so a live holder never lets it lapse; a crashed one on another host blocks others
+/// for at most this long.
+pub const LOCK_TTL: Duration = Duration::from_secs(120);
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LockInfo {
@@ -26,7 +36,7 @@ pub struct LockInfo {
 }
 
 impl LockInfo {
-    /// A lock for this process running `command`.
+    /// A lock for this process running `command`, valid for [`LOCK_TTL`] unless renewed.
     pub fn for_this_process(command: &str) -> LockInfo {
         let now = Utc::now();
         LockInfo {
@@ -34,14 +44,18 @@ impl LockInfo {
             owner: std::env::var("USER")
                 .or_else(|_| std::env::var("USERNAME"))
                 .unwrap_or_else(|_| "unknown".into()),
-            host: hostname::get()
-                .map(|h| h.to_string_lossy().into_owned())
-                .unwrap_or_else(|_| "unknown".into()),
+            host: this_host(),
             pid: std::process::id(),
             command: command.to_string(),
             started_at: now,
             expires_at: now + chrono::Duration::from_std(LOCK_TTL).unwrap_or_default(),
         }
+    }
+
+    /// The same lock, valid for `ttl` from its start unless renewed.
+    pub fn with_ttl(mut self, ttl: Duration) -> LockInfo {
+        self.expires_at = self.started_at + chrono::Duration::from_std(ttl).unwrap_or_default();
+        self
     }
 
     pub fn describe(&self) -> String {
@@ -56,19 +70,98 @@ impl LockInfo {
             self.expires_at.format("%Y-%m-%d %H:%M:%S UTC"),
         )
     }
+
+    fn ttl(&self) -> chrono::Duration {
+        (self.expires_at - self.started_at).max(chrono::Duration::seconds(1))
+    }
+
+    /// Why this lock may be taken over now, if it may.
+    pub fn stale(&self, now: DateTime<Utc>) -> Option<Takeover> {
+        if self.host == this_host() && self.pid != std::process::id() && !process_alive(self.pid) {
+            Some(Takeover::HolderGone)
+        } else if now > self.expires_at {
+            Some(Takeover::Expired)
+        } else {
+            None
+        }
+    }
 }
 
-/// A held lock. Release it with [`LockGuard::release`]; a guard dropped without release
-/// leaves the lock to expire (e.g. the process was killed).
+/// Why a lock was taken over.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Takeover {
+    /// Its holder ran on this host and is no longer running.
+    HolderGone,
+    /// Its expiry passed without a heartbeat.
+    Expired,
+}
+
+/// A lock that was taken over, for the holder's message.
+#[derive(Clone, Debug)]
+pub struct TakenOver {
+    pub previous: LockInfo,
+    pub reason: Takeover,
+}
+
+impl TakenOver {
+    pub fn describe(&self) -> String {
+        let why = match self.reason {
+            Takeover::HolderGone => "its process is no longer running on this host",
+            Takeover::Expired => "it expired without a heartbeat",
+        };
+        format!("took over the {}: {why}", self.previous.describe())
+    }
+}
+
+fn this_host() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Whether process `pid` is running on this host. Only what can be proven counts as gone:
+/// without `/proc` (not Linux) every process is assumed alive, and the lock waits for expiry.
+pub fn process_alive(pid: u32) -> bool {
+    let proc = std::path::Path::new("/proc");
+    if !proc.join("self").exists() {
+        return true;
+    }
+    match std::fs::read_to_string(proc.join(pid.to_string()).join("stat")) {
+        // A zombie has exited; only its exit status is left to collect.
+        Ok(stat) => !stat
+            .rsplit_once(')')
+            .is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// A held lock. Release it with [`LockGuard::release`]; a guard dropped without release (the
+/// process was killed) stops renewing, so the lock expires or is taken over as stale.
 #[derive(Debug)]
 pub struct LockGuard {
     pub info: LockInfo,
+    /// Set when this lock was taken over from a stale holder.
+    pub took_over: Option<TakenOver>,
+    lost: Arc<AtomicBool>,
+    heartbeat: tokio::task::JoinHandle<()>,
     store: StateStore,
 }
 
 impl LockGuard {
+    /// Whether another process has taken the lock (a heartbeat found it changed).
+    pub fn lost(&self) -> bool {
+        self.lost.load(Ordering::SeqCst)
+    }
+
     pub async fn release(self) -> Result<(), StateError> {
+        self.heartbeat.abort();
         release(&self.store, &self.info.id).await
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        self.heartbeat.abort();
     }
 }
 
@@ -76,57 +169,125 @@ fn lock_key(store: &StateStore) -> String {
     store.key("lock.json")
 }
 
-/// Takes the lock, waiting up to `timeout` for another holder to release it.
+/// Writes `info` as the lock: only if there is none (`expected` `None`), or only if the
+/// current lock still has ETag `expected`. Returns the new ETag, or `None` when the condition
+/// failed (someone else holds or changed the lock).
+async fn put(
+    store: &StateStore,
+    info: &LockInfo,
+    expected: Option<&str>,
+) -> Result<Option<String>, StateError> {
+    let body = serde_json::to_vec_pretty(info).unwrap_or_default();
+    let request = store
+        .aws
+        .s3
+        .put_object()
+        .bucket(&store.location.bucket)
+        .key(lock_key(store))
+        .content_type("application/json")
+        .body(ByteStream::from(body));
+    let request = match expected {
+        None => request.if_none_match("*"),
+        Some(etag) => request.if_match(etag),
+    };
+    match request.send().await.map_err(failed("PutObject")) {
+        Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
+        Err(e) if matches!(e.http_status, Some(412 | 409 | 404)) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Takes the lock, waiting up to `timeout` for another holder to release it. A stale lock
+/// (expired, or its holder gone from this host) is taken over at once.
 pub async fn acquire(
     store: &StateStore,
     env: &str,
-    info: LockInfo,
+    mut info: LockInfo,
     timeout: Duration,
 ) -> Result<LockGuard, StateError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let body = serde_json::to_vec_pretty(&info).unwrap_or_default();
     loop {
-        let put = store
-            .aws
-            .s3
-            .put_object()
-            .bucket(&store.location.bucket)
-            .key(lock_key(store))
-            .if_none_match("*")
-            .content_type("application/json")
-            .body(ByteStream::from(body.clone()))
-            .send()
-            .await
-            .map_err(failed("PutObject"));
-        match put {
-            Ok(_) => {
-                return Ok(LockGuard {
-                    info,
-                    store: store.clone(),
-                });
-            }
-            Err(e) if e.http_status == Some(412) || e.http_status == Some(409) => {
-                if tokio::time::Instant::now() >= deadline {
-                    let holder = match read(store).await? {
-                        Some(holder) => holder.describe(),
-                        None => "a lock that was just released".to_string(),
+        if let Some(etag) = put(store, &info, None).await? {
+            return Ok(held(store, info, etag, None));
+        }
+        if let Some((current, etag)) = read_with_etag(store).await? {
+            if let Some(reason) = current.stale(Utc::now()) {
+                let ttl = info.ttl();
+                info.started_at = Utc::now();
+                info.expires_at = info.started_at + ttl;
+                if let Some(new_etag) = put(store, &info, Some(&etag)).await? {
+                    let took_over = TakenOver {
+                        previous: current,
+                        reason,
                     };
-                    return Err(StateError::Locked(format!(
-                        "state s3://{}/{} is locked: {holder}. Wait for it (`--lock-timeout`), or if \
-                         that process is gone, release it with `infra state unlock --env {env} <lock id>`",
-                        store.location.bucket,
-                        lock_key(store),
-                    )));
+                    return Ok(held(store, info, new_etag, Some(took_over)));
                 }
-                tokio::time::sleep(Duration::from_millis(500)).await;
+                // Someone else changed it first: look again.
+                continue;
             }
-            Err(e) => return Err(e.into()),
+            if tokio::time::Instant::now() >= deadline {
+                return Err(StateError::Locked(format!(
+                    "state s3://{}/{} is locked: {}. Wait for it (`--lock-timeout`); a lock \
+                     whose holder is gone is taken over once it expires, or release it with \
+                     `infra state unlock --env {env} {}`",
+                    store.location.bucket,
+                    lock_key(store),
+                    current.describe(),
+                    current.id,
+                )));
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Starts the heartbeat of a lock just written with ETag `etag`.
+fn held(
+    store: &StateStore,
+    info: LockInfo,
+    etag: String,
+    took_over: Option<TakenOver>,
+) -> LockGuard {
+    let lost = Arc::new(AtomicBool::new(false));
+    let heartbeat = tokio::spawn(heartbeat(
+        store.clone(),
+        info.clone(),
+        etag,
+        Arc::clone(&lost),
+    ));
+    LockGuard {
+        info,
+        took_over,
+        lost,
+        heartbeat,
+        store: store.clone(),
+    }
+}
+
+/// Renews the lock every quarter of its time to live, each time only if it is still the one
+/// this process wrote. Stops for good when it finds the lock changed (taken over).
+async fn heartbeat(store: StateStore, mut info: LockInfo, mut etag: String, lost: Arc<AtomicBool>) {
+    let ttl = info.ttl();
+    let every = (ttl / 4).to_std().unwrap_or(Duration::from_secs(1));
+    loop {
+        tokio::time::sleep(every).await;
+        info.expires_at = Utc::now() + ttl;
+        match put(&store, &info, Some(&etag)).await {
+            Ok(Some(new_etag)) => etag = new_etag,
+            Ok(None) => {
+                lost.store(true, Ordering::SeqCst);
+                tracing::error!(lock = %info.id, "the state lock was taken over by another process");
+                return;
+            }
+            // A failed renewal is retried at the next beat; the lock is still valid until
+            // its expiry.
+            Err(e) => tracing::warn!(error = %e, "renewing the state lock failed"),
         }
     }
 }
 
-/// The current lock, if any.
-pub async fn read(store: &StateStore) -> Result<Option<LockInfo>, StateError> {
+/// The current lock and its ETag, if any.
+async fn read_with_etag(store: &StateStore) -> Result<Option<(LockInfo, String)>, StateError> {
     let key = lock_key(store);
     let out = store
         .aws
@@ -139,19 +300,25 @@ pub async fn read(store: &StateStore) -> Result<Option<LockInfo>, StateError> {
         .map_err(failed("GetObject"));
     match out {
         Ok(out) => {
+            let etag = out.e_tag().unwrap_or_default().to_string();
             let bytes = store.collect(out.body, &key).await?;
             let info = serde_json::from_slice(&bytes).map_err(|e| StateError::Corrupt {
                 bucket: store.location.bucket.clone(),
                 key,
                 message: e.to_string(),
             })?;
-            Ok(Some(info))
+            Ok(Some((info, etag)))
         }
         Err(e) if e.is("NoSuchKey") || e.is("NoSuchBucket") || e.http_status == Some(404) => {
             Ok(None)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// The current lock, if any.
+pub async fn read(store: &StateStore) -> Result<Option<LockInfo>, StateError> {
+    Ok(read_with_etag(store).await?.map(|(info, _)| info))
 }
 
 /// Releases lock `id`; refuses if the current lock has another id.
