@@ -282,3 +282,390 @@ async fn racing_state_writers_lose_no_update() {
         WRITERS * UPDATES
     );
 }
+
+/// A small deterministic generator (xorshift), seeded from `CRASH_SEED` or the clock and
+/// printed, so a failing trial can be replayed.
+struct Random(u64);
+
+impl Random {
+    fn seeded() -> (Random, u64) {
+        let seed = std::env::var("CRASH_SEED")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| {
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map(|d| d.as_nanos() as u64)
+                    .unwrap_or(1)
+            });
+        (Random(seed.max(1)), seed)
+    }
+
+    /// Uniform in [0, 1).
+    fn next(&mut self) -> f64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Starts `infra args`, SIGKILLs it after `after` (unless it ended first) and reaps it.
+/// Returns whether it was still running when killed.
+fn kill_after(moto: &Moto, args: &[&str], after: Duration) -> bool {
+    let mut child = testkit::infra_command(BIN, Some(moto), args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + after;
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    true
+}
+
+/// Resources of the account still tagged for `env`. moto's tagging API keeps answering for
+/// Glue databases and crawlers after they are deleted, so those are checked with Glue itself.
+async fn tagged_for(
+    tagging: &aws_sdk_resourcegroupstagging::Client,
+    glue: &aws_sdk_glue::Client,
+    env: &str,
+) -> Vec<String> {
+    let mut arns = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let out = tagging
+            .get_resources()
+            .set_pagination_token(token.clone())
+            .send()
+            .await
+            .unwrap();
+        for mapping in out.resource_tag_mapping_list() {
+            let ours = mapping
+                .tags()
+                .iter()
+                .any(|t| t.key() == "infra:env" && t.value() == env);
+            let Some(arn) = mapping.resource_arn().filter(|_| ours) else {
+                continue;
+            };
+            let exists = if let Some(name) = arn.split(":database/").nth(1) {
+                glue.get_database().name(name).send().await.is_ok()
+            } else if let Some(name) = arn.split(":crawler/").nth(1) {
+                glue.get_crawler().name(name).send().await.is_ok()
+            } else {
+                true
+            };
+            if exists {
+                arns.push(arn.to_string());
+            }
+        }
+        token = out
+            .pagination_token()
+            .filter(|t| !t.is_empty())
+            .map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    arns
+}
+
+/// Kill `infra apply` (SIGKILL) at random points across many trials, each on a fresh instance
+/// of the local stack; then kill `infra destroy` the same way. After every kill a plain re-run
+/// (no manual unlock) converges: drift finds no change, nothing missing and no orphan, and no
+/// resource exists twice; after the destroy re-run nothing tagged for the instance is left.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_and_destroy_killed_at_random_points_converge_on_rerun() {
+    let trials: usize = std::env::var("CRASH_TRIALS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let moto = Moto::start();
+    let sdk = moto.sdk_config().await;
+    let tagging = aws_sdk_resourcegroupstagging::Client::new(&sdk);
+    let athena = aws_sdk_athena::Client::new(&sdk);
+    let sns = aws_sdk_sns::Client::new(&sdk);
+    let glue = aws_sdk_glue::Client::new(&sdk);
+    let (mut random, seed) = Random::seeded();
+
+    // A first apply and destroy wake moto's services (its first calls are slow); the second
+    // pair times a whole apply and destroy: the range the kills are drawn from.
+    let mut times = Vec::new();
+    for instance in ["crash-warmup", "crash-ref"] {
+        let started = std::time::Instant::now();
+        let apply = [
+            "apply",
+            "--env",
+            "local",
+            "--instance",
+            instance,
+            "--auto-approve",
+        ];
+        let run = infra(BIN, Some(&moto), &apply);
+        assert_eq!(run.code, 0, "{}", run.all());
+        let apply_time = started.elapsed();
+        let started = std::time::Instant::now();
+        let destroy = [
+            "destroy",
+            "--env",
+            "local",
+            "--instance",
+            instance,
+            "--purge-data",
+            "--auto-approve",
+        ];
+        let run = infra(BIN, Some(&moto), &destroy);
+        assert_eq!(run.code, 0, "{}", run.all());
+        times.push((apply_time, started.elapsed()));
+    }
+    let (apply_time, destroy_time) = times[1];
+    eprintln!(
+        "crash trials: seed {seed}, whole apply {:.1}s, whole destroy {:.1}s",
+        apply_time.as_secs_f64(),
+        destroy_time.as_secs_f64()
+    );
+
+    let (mut applies_killed, mut destroys_killed) = (0, 0);
+    for trial in 0..trials {
+        let instance = format!("crash-{trial}");
+        let env_name = format!("local-{instance}");
+        let apply = [
+            "apply",
+            "--env",
+            "local",
+            "--instance",
+            &instance,
+            "--auto-approve",
+        ];
+        let after = apply_time.mul_f64(random.next());
+        if kill_after(&moto, &apply, after) {
+            applies_killed += 1;
+        }
+        let rerun = infra(BIN, Some(&moto), &apply);
+        assert_eq!(
+            rerun.code,
+            0,
+            "trial {trial} (seed {seed}, killed after {after:?}): re-run: {}",
+            rerun.all()
+        );
+        let drift = infra(
+            BIN,
+            Some(&moto),
+            &["drift", "--env", "local", "--instance", &instance],
+        );
+        assert_eq!(
+            drift.code,
+            0,
+            "trial {trial} (seed {seed}, killed after {after:?}): drift: {}",
+            drift.all()
+        );
+        // Kinds whose creation is not idempotent by name: named queries and subscriptions.
+        let workgroup = format!("linkedin-ads-{env_name}-analytics");
+        let ids = athena
+            .list_named_queries()
+            .work_group(&workgroup)
+            .send()
+            .await
+            .unwrap();
+        let mut names = Vec::new();
+        for id in ids.named_query_ids() {
+            let q = athena
+                .get_named_query()
+                .named_query_id(id)
+                .send()
+                .await
+                .unwrap();
+            names.extend(q.named_query().map(|q| q.name().to_string()));
+        }
+        let unique: std::collections::BTreeSet<&String> = names.iter().collect();
+        assert_eq!(
+            unique.len(),
+            names.len(),
+            "trial {trial}: duplicate named queries {names:?}"
+        );
+        let topics = sns.list_topics().send().await.unwrap();
+        for topic in topics.topics().iter().filter_map(|t| t.topic_arn()) {
+            if !topic.contains(&env_name) {
+                continue;
+            }
+            let subs = sns
+                .list_subscriptions_by_topic()
+                .topic_arn(topic)
+                .send()
+                .await
+                .unwrap();
+            let endpoints: Vec<_> = subs
+                .subscriptions()
+                .iter()
+                .filter_map(|s| s.endpoint())
+                .collect();
+            let unique: std::collections::BTreeSet<_> = endpoints.iter().collect();
+            assert_eq!(
+                unique.len(),
+                endpoints.len(),
+                "trial {trial}: duplicate subscriptions"
+            );
+        }
+
+        // Now kill the destroy, and finish it.
+        let destroy = [
+            "destroy",
+            "--env",
+            "local",
+            "--instance",
+            &instance,
+            "--purge-data",
+            "--auto-approve",
+        ];
+        let after = destroy_time.mul_f64(random.next());
+        if kill_after(&moto, &destroy, after) {
+            destroys_killed += 1;
+        }
+        let rerun = infra(BIN, Some(&moto), &destroy);
+        assert_eq!(
+            rerun.code,
+            0,
+            "trial {trial} (seed {seed}, destroy killed after {after:?}): {}",
+            rerun.all()
+        );
+        let left = tagged_for(&tagging, &glue, &env_name).await;
+        assert!(left.is_empty(), "trial {trial}: left behind: {left:?}");
+    }
+    eprintln!(
+        "crash trials: {trials} trials, {applies_killed} applies and {destroys_killed} destroys \
+         killed mid-run, every re-run converged"
+    );
+    assert!(applies_killed >= trials / 2, "most kills land mid-apply");
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+/// `infra args` with the SDK pointed at `endpoint` (the fault proxy) instead of moto.
+fn infra_via(moto: &Moto, endpoint: &str, args: &[&str]) -> (testkit::Run, Duration) {
+    let started = std::time::Instant::now();
+    let output = testkit::infra_command(BIN, Some(moto), args)
+        .env("AWS_ENDPOINT_URL", endpoint)
+        .output()
+        .unwrap();
+    (
+        testkit::Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        },
+        started.elapsed(),
+    )
+}
+
+/// With a fifth of all calls failing (throttled, 500, dropped) or slow, apply, plan and drift
+/// still converge through the SDK's retries; with every call failing they stop within the
+/// retry budget with a clear error, and the state stays valid.
+#[tokio::test(flavor = "multi_thread")]
+async fn apply_and_plan_converge_through_faults_and_stop_cleanly_when_everything_fails() {
+    let moto = Moto::start();
+    let upstream = moto.endpoint();
+    let seed = 20_261_126;
+    let proxy = testkit::fault_proxy::FaultProxy::start(&upstream, 0.2, seed);
+    let instance = ["--env", "local", "--instance", "faults"];
+    let with = |command: &str, extra: &[&'static str]| -> Vec<String> {
+        let mut args = vec![command.to_string()];
+        args.extend(instance.iter().map(|s| s.to_string()));
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+
+    let apply = with("apply", &["--auto-approve"]);
+    let (run, took) = infra_via(&moto, &proxy.endpoint(), &strs(&apply));
+    assert_eq!(run.code, 0, "apply through 20% faults: {}", run.all());
+    let plan = with("plan", &["--detailed-exitcode"]);
+    let (run, _) = infra_via(&moto, &proxy.endpoint(), &strs(&plan));
+    assert_eq!(run.code, 0, "no-op plan through 20% faults: {}", run.all());
+    let drift = with("drift", &[]);
+    let (run, _) = infra_via(&moto, &proxy.endpoint(), &strs(&drift));
+    assert_eq!(run.code, 0, "drift through 20% faults: {}", run.all());
+    let counts = proxy.counts();
+    eprintln!(
+        "20% faults: apply took {:.1}s; {} calls, {} throttled, {} 500s, {} dropped, {} slow; all recovered",
+        took.as_secs_f64(),
+        counts.calls,
+        counts.throttled,
+        counts.server_errors,
+        counts.dropped,
+        counts.slow
+    );
+    assert!(counts.failed() >= 20, "faults were injected: {counts:?}");
+    // And the same state, read without the proxy: a no-op.
+    let run = infra(BIN, Some(&moto), &strs(&plan));
+    assert_eq!(run.code, 0, "{}", run.all());
+
+    // Every call fails: the commands give up within the SDK's retry budget, saying why.
+    use testkit::fault_proxy::{Fault, FaultProxy};
+    let broken = FaultProxy::start_with(
+        &upstream,
+        1.0,
+        seed,
+        &[Fault::Throttled, Fault::ServerError, Fault::Dropped],
+    );
+    for args in [&plan, &apply] {
+        let (run, took) = infra_via(&moto, &broken.endpoint(), &strs(args));
+        assert_eq!(run.code, 1, "{}", run.all());
+        assert!(
+            took < Duration::from_secs(120),
+            "{} stopped after {took:?}",
+            args[0]
+        );
+        assert!(run.stderr.contains("error:"), "{}", run.all());
+        assert!(!run.stderr.contains("panicked"), "{}", run.all());
+        eprintln!(
+            "100% faults: `infra {}` stopped after {:.1}s: {}",
+            args[0],
+            took.as_secs_f64(),
+            run.stderr
+                .lines()
+                .find(|l| l.contains("error"))
+                .unwrap_or_default()
+        );
+    }
+    // State is intact and unlocked: a plan without faults is still a no-op.
+    let store = store(&moto, "linkedin-ads/local/faults").await;
+    assert!(store.load().await.unwrap().doc.is_some());
+    assert_eq!(lock::read(&store).await.unwrap(), None);
+    let run = infra(BIN, Some(&moto), &strs(&plan));
+    assert_eq!(run.code, 0, "{}", run.all());
+
+    // Half the calls fail and the rest are slow: an apply of a change fails part-way, and
+    // whatever it left (its lock included, if releasing it failed too) is recovered by a
+    // plain re-run.
+    let flaky = FaultProxy::start_with(
+        &upstream,
+        1.0,
+        seed,
+        &[Fault::Dropped, Fault::ServerError, Fault::Slow, Fault::Slow],
+    );
+    let envs = testkit::envs_copy();
+    let path = envs.path().join("local.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace("retention_days = 14", "retention_days = 30"),
+    )
+    .unwrap();
+    let dir = envs.path().to_str().unwrap().to_string();
+    let change = [&apply[..], &["--envs-dir".to_string(), dir.clone()]].concat();
+    let (run, _) = infra_via(&moto, &flaky.endpoint(), &strs(&change));
+    eprintln!("flaky apply of a change exited {}", run.code);
+    assert!(store.load().await.unwrap().doc.is_some(), "state parses");
+    let run = infra(BIN, Some(&moto), &strs(&change));
+    assert_eq!(run.code, 0, "re-run converges: {}", run.all());
+    let check = [&plan[..], &["--envs-dir".to_string(), dir]].concat();
+    let run = infra(BIN, Some(&moto), &strs(&check));
+    assert_eq!(run.code, 0, "then a no-op: {}", run.all());
+}

@@ -240,7 +240,7 @@ where
         SdkError::ResponseError(response) => response.raw().http_status(),
         _ => None,
     };
-    match err {
+    let error = match err {
         SdkError::ServiceError(service) => {
             let inner = service.err();
             AwsError {
@@ -266,6 +266,41 @@ where
             message: aws_smithy_types::error::display::DisplayErrorContext(&other).to_string(),
             http_status,
         },
+    };
+    error.with_retry_note()
+}
+
+/// Error codes the SDK's standard retry strategy treats as throttling.
+const THROTTLING_CODES: &[&str] = &[
+    "Throttling",
+    "ThrottlingException",
+    "ThrottledException",
+    "RequestThrottledException",
+    "TooManyRequestsException",
+    "RequestLimitExceeded",
+    "SlowDown",
+];
+
+impl AwsError {
+    /// Whether the SDK retried this error before giving up (throttling, 5xx, network).
+    pub fn is_transient(&self) -> bool {
+        self.http_status.is_some_and(|s| s >= 500)
+            || THROTTLING_CODES.contains(&self.code.as_str())
+            || matches!(self.code.as_str(), "DispatchFailure" | "Timeout")
+    }
+
+    /// Says that retries were used up, so a reader knows it was not a first-try failure.
+    fn with_retry_note(mut self) -> AwsError {
+        if self.is_transient() {
+            if self.message.is_empty() {
+                self.message = "no message from the service".into();
+            }
+            self.message = format!(
+                "{} (still failing after {MAX_ATTEMPTS} attempts with backoff)",
+                self.message
+            );
+        }
+        self
     }
 }
 

@@ -3,6 +3,7 @@
 //! the `infra` binary against it with dummy credentials.
 
 pub mod fake_http;
+pub mod fault_proxy;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};

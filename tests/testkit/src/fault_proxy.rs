@@ -1,0 +1,373 @@
+//! An HTTP proxy between the AWS SDK and moto that injects faults into a configurable share of
+//! calls: throttling errors (in each protocol's own error format), 500s, connections dropped
+//! before the call reaches moto, and slow answers. Everything else is forwarded byte for byte.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What happened to one call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Fault {
+    Throttled,
+    ServerError,
+    Dropped,
+    Slow,
+}
+
+/// Calls seen and faults injected so far.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub calls: u64,
+    pub throttled: u64,
+    pub server_errors: u64,
+    pub dropped: u64,
+    pub slow: u64,
+}
+
+impl FaultCounts {
+    /// Faults that failed a call (slow answers still succeed).
+    pub fn failed(&self) -> u64 {
+        self.throttled + self.server_errors + self.dropped
+    }
+}
+
+struct Shared {
+    upstream: String,
+    share: f64,
+    kinds: Vec<Fault>,
+    slow: Duration,
+    rng: Mutex<u64>,
+    counts: Mutex<FaultCounts>,
+    stop: AtomicBool,
+}
+
+pub struct FaultProxy {
+    port: u16,
+    shared: Arc<Shared>,
+}
+
+impl FaultProxy {
+    /// Proxies to `upstream` (`host:port`), injecting a fault into `share` (0.0 to 1.0) of
+    /// calls, drawn from `seed`. The four kinds are equally likely.
+    pub fn start(upstream: &str, share: f64, seed: u64) -> FaultProxy {
+        Self::start_with(
+            upstream,
+            share,
+            seed,
+            &[
+                Fault::Throttled,
+                Fault::ServerError,
+                Fault::Dropped,
+                Fault::Slow,
+            ],
+        )
+    }
+
+    /// As [`FaultProxy::start`], with only the fault kinds `kinds` (equally likely).
+    pub fn start_with(upstream: &str, share: f64, seed: u64, kinds: &[Fault]) -> FaultProxy {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind the fault proxy");
+        let port = listener.local_addr().expect("proxy address").port();
+        let shared = Arc::new(Shared {
+            upstream: upstream.trim_start_matches("http://").to_string(),
+            share,
+            kinds: kinds.to_vec(),
+            slow: Duration::from_millis(1500),
+            rng: Mutex::new(seed.max(1)),
+            counts: Mutex::new(FaultCounts::default()),
+            stop: AtomicBool::new(false),
+        });
+        let accept = Arc::clone(&shared);
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                if accept.stop.load(Ordering::SeqCst) {
+                    break;
+                }
+                let Ok(stream) = stream else { continue };
+                let shared = Arc::clone(&accept);
+                std::thread::spawn(move || {
+                    let _ = serve(stream, &shared);
+                });
+            }
+        });
+        FaultProxy { port, shared }
+    }
+
+    pub fn endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    pub fn counts(&self) -> FaultCounts {
+        lock(&self.shared.counts).clone()
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the accept loop so that it sees the flag.
+        let _ = TcpStream::connect(("127.0.0.1", self.port));
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(poisoned) => poisoned.into_inner(),
+    }
+}
+
+impl Shared {
+    fn draw(&self) -> f64 {
+        let mut state = lock(&self.rng);
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        (*state >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn choose(&self) -> Option<Fault> {
+        if self.draw() >= self.share {
+            return None;
+        }
+        let pick = (self.draw() * self.kinds.len() as f64) as usize;
+        self.kinds.get(pick).or(self.kinds.last()).copied()
+    }
+
+    fn count(&self, fault: Option<Fault>) {
+        let mut c = lock(&self.counts);
+        c.calls += 1;
+        match fault {
+            Some(Fault::Throttled) => c.throttled += 1,
+            Some(Fault::ServerError) => c.server_errors += 1,
+            Some(Fault::Dropped) => c.dropped += 1,
+            Some(Fault::Slow) => c.slow += 1,
+            None => {}
+        }
+    }
+}
+
+/// One request as received: head lines and body bytes.
+struct Request {
+    head: Vec<String>,
+    body: Vec<u8>,
+}
+
+impl Request {
+    /// Answers to HEAD carry headers only.
+    fn is_head(&self) -> bool {
+        self.head.first().is_some_and(|l| l.starts_with("HEAD "))
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        self.head.iter().skip(1).find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
+    let mut head = Vec::new();
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            return Ok(None);
+        }
+        let line = line.trim_end_matches(['\r', '\n']).to_string();
+        if line.is_empty() {
+            break;
+        }
+        head.push(line);
+    }
+    let mut request = Request {
+        head,
+        body: Vec::new(),
+    };
+    if request
+        .header("transfer-encoding")
+        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
+    {
+        // Re-sent with a length, so that the upstream sees one plain body.
+        loop {
+            let mut size = String::new();
+            reader.read_line(&mut size)?;
+            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
+                .unwrap_or(0);
+            let mut chunk = vec![0; n + 2];
+            reader.read_exact(&mut chunk)?;
+            if n == 0 {
+                break;
+            }
+            request.body.extend_from_slice(&chunk[..n]);
+        }
+        request
+            .head
+            .retain(|l| !l.to_ascii_lowercase().starts_with("transfer-encoding:"));
+        let length = request.body.len();
+        request.head.push(format!("Content-Length: {length}"));
+    } else if let Some(n) = request
+        .header("content-length")
+        .and_then(|v| v.parse().ok())
+    {
+        request.body = vec![0; n];
+        reader.read_exact(&mut request.body)?;
+    }
+    Ok(Some(request))
+}
+
+fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
+    let mut reader = BufReader::new(client.try_clone()?);
+    let mut client = client;
+    while let Some(request) = read_request(&mut reader)? {
+        let fault = shared.choose();
+        shared.count(fault);
+        match fault {
+            Some(Fault::Dropped) => {
+                // The call never reaches moto; the client sees the connection reset.
+                let _ = client.shutdown(Shutdown::Both);
+                return Ok(());
+            }
+            Some(Fault::Throttled) => {
+                client.write_all(&throttling_response(&request))?;
+                continue;
+            }
+            Some(Fault::ServerError) => {
+                let body = if request.is_head() {
+                    ""
+                } else {
+                    "internal error injected by the test proxy"
+                };
+                let response = format!(
+                    "HTTP/1.1 500 Internal Server Error\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                client.write_all(response.as_bytes())?;
+                continue;
+            }
+            Some(Fault::Slow) => std::thread::sleep(shared.slow),
+            None => {}
+        }
+        forward(&request, &shared.upstream, &mut client)?;
+    }
+    Ok(())
+}
+
+/// Sends `request` upstream on a fresh connection and copies the whole answer back.
+fn forward(request: &Request, upstream: &str, client: &mut TcpStream) -> std::io::Result<()> {
+    let mut server = TcpStream::connect(upstream)?;
+    let mut head: Vec<String> = request
+        .head
+        .iter()
+        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
+        .cloned()
+        .collect();
+    head.push("Connection: close".into());
+    let mut bytes = head.join("\r\n").into_bytes();
+    bytes.extend_from_slice(b"\r\n\r\n");
+    bytes.extend_from_slice(&request.body);
+    server.write_all(&bytes)?;
+    let mut reader = BufReader::new(server);
+    // Status line and headers, then exactly the body the headers announce.
+    let mut head = Vec::new();
+    let mut length = None;
+    let mut chunked = false;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 {
+            break;
+        }
+        let lower = line.to_ascii_lowercase();
+        if let Some(v) = lower.strip_prefix("content-length:") {
+            length = v.trim().parse::<usize>().ok();
+        }
+        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
+            chunked = true;
+        }
+        // The client keeps its connection to the proxy.
+        if lower.starts_with("connection:") {
+            continue;
+        }
+        let end = line == "\r\n" || line == "\n";
+        head.extend_from_slice(line.as_bytes());
+        if end {
+            break;
+        }
+    }
+    let status = std::str::from_utf8(&head)
+        .ok()
+        .and_then(|h| h.split_whitespace().nth(1))
+        .and_then(|c| c.parse::<u16>().ok())
+        .unwrap_or(200);
+    let mut body = Vec::new();
+    if request.is_head() || status == 204 || status == 304 {
+        length = Some(0);
+        chunked = false;
+    }
+    match (length, chunked) {
+        (Some(n), false) => {
+            body.resize(n, 0);
+            reader.read_exact(&mut body)?;
+        }
+        _ => {
+            reader.read_to_end(&mut body)?;
+        }
+    }
+    client.write_all(&head)?;
+    client.write_all(&body)?;
+    client.flush()
+}
+
+/// A throttling error in the format of the protocol the request uses, so the SDK classifies
+/// it as throttling (and retries with backoff) as it would a real one.
+fn throttling_response(request: &Request) -> Vec<u8> {
+    let path = request
+        .head
+        .first()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .unwrap_or("/");
+    // REST-JSON services (Lambda) version their paths by date: `/2015-03-31/functions`.
+    let rest_json = path.get(1..11).is_some_and(|d| {
+        d.len() == 10 && d.as_bytes()[4] == b'-' && d[..4].bytes().all(|b| b.is_ascii_digit())
+    });
+    let (status, content_type, error_type, body) = if request.header("x-amz-target").is_some() {
+        (
+            "400 Bad Request",
+            "application/x-amz-json-1.1",
+            "ThrottlingException",
+            r#"{"__type":"ThrottlingException","message":"Rate exceeded (injected)"}"#,
+        )
+    } else if request
+        .header("content-type")
+        .is_some_and(|c| c.contains("x-www-form-urlencoded"))
+    {
+        (
+            "400 Bad Request",
+            "text/xml",
+            "Throttling",
+            "<ErrorResponse><Error><Type>Sender</Type><Code>Throttling</Code><Message>Rate exceeded (injected)</Message></Error><RequestId>injected</RequestId></ErrorResponse>",
+        )
+    } else if rest_json {
+        (
+            "429 Too Many Requests",
+            "application/json",
+            "TooManyRequestsException",
+            r#"{"Type":"User","message":"Rate exceeded (injected)"}"#,
+        )
+    } else {
+        (
+            "503 Slow Down",
+            "application/xml",
+            "SlowDown",
+            "<Error><Code>SlowDown</Code><Message>Please reduce your request rate (injected)</Message></Error>",
+        )
+    };
+    let body = if request.is_head() { "" } else { body };
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nx-amzn-ErrorType: {error_type}\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
