@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 MOTO := $(VENV)/bin/moto_server
 
-.PHONY: demo test venv bench bench-package bench-processor lint clean-venv
+.PHONY: demo test venv bench bench-package bench-processor lint clean-venv fuzz
 
 # A Python venv with the pinned moto (the local AWS emulator).
 $(MOTO): requirements-dev.txt
@@ -43,6 +43,18 @@ bench-package: venv
 # Processor throughput (raw rows/s) and peak memory on a generated million-row dataset.
 bench-processor:
 	cargo run --release -p runtime --example processor_bench
+
+# Each fuzz target for FUZZ_SECONDS, new inputs in fuzz/new/<target> (the committed corpus
+# is read, not written). cargo-fuzz needs nightly flags: RUSTC_BOOTSTRAP allows them on stable.
+FUZZ_SECONDS ?= 600
+FUZZ_TARGETS := env_file plan_file state_file
+fuzz:
+	command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --version 0.13.2
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		mkdir -p new/$$t && \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run -s none $$t new/$$t corpus/$$t -- \
+			-max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 || exit 1; \
+	done
 
 clean-venv:
 	rm -rf $(VENV)

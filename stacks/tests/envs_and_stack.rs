@@ -622,3 +622,24 @@ fn policy_rules_fire_and_only_a_waiver_with_a_reason_passes_them() {
         "{err}"
     );
 }
+
+/// Normalization is stable on every real resource: its canonical fields diff empty with
+/// themselves and with those of the resource after a JSON round trip (as state and saved
+/// plans store it).
+#[test]
+fn every_resource_diffs_empty_with_itself_and_after_a_round_trip() {
+    use infra_core::kinds::fields;
+    use infra_core::plan::field_changes;
+    for name in ENVS {
+        let stack = stack(&env(name));
+        for r in &stack.resources {
+            let kind = r.address.kind;
+            let own = fields(&r.spec);
+            assert!(field_changes(kind, &own, &own.clone()).is_empty());
+            let text = serde_json::to_string(r).unwrap();
+            let back: infra_core::model::Resource = serde_json::from_str(&text).unwrap();
+            let changes = field_changes(kind, &own, &fields(&back.spec));
+            assert!(changes.is_empty(), "{name} {}: {changes:?}", r.address);
+        }
+    }
+}

@@ -512,7 +512,9 @@ fn owned_by(target: &Target, address: &Address, live: &Spec) -> bool {
         && tags.get(TAG_STACK) == Some(&target.stack)
 }
 
-fn field_changes(
+/// The fields that differ between `before` and `after` (canonical fields of one kind); empty
+/// when they are equal.
+pub fn field_changes(
     kind: crate::model::Kind,
     before: &kinds::Fields,
     after: &kinds::Fields,
