@@ -669,3 +669,75 @@ async fn apply_and_plan_converge_through_faults_and_stop_cleanly_when_everything
     let run = infra(BIN, Some(&moto), &strs(&check));
     assert_eq!(run.code, 0, "then a no-op: {}", run.all());
 }
+
+/// Rate limits from the env file hold end to end: at the proxy, calls to each limited
+/// service never exceed the token-bucket bound (burst + rate x time) between any two calls.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_rate_limits_of_the_env_file_hold_at_the_wire() {
+    let moto = Moto::start();
+    let proxy = testkit::fault_proxy::FaultProxy::start(&moto.endpoint(), 0.0, 1);
+    let envs = testkit::envs_copy();
+    let path = envs.path().join("local.toml");
+    let limits = [("cloudwatch", "monitoring", 3.0), ("logs", "logs", 2.0)];
+    let mut text = std::fs::read_to_string(&path).unwrap();
+    text.push_str("\n[rate_limits]\n");
+    for (name, _, rate) in limits {
+        text.push_str(&format!("{name} = {rate}\n"));
+    }
+    std::fs::write(&path, text).unwrap();
+    let dir = envs.path().to_str().unwrap();
+    let args = [
+        "apply",
+        "--env",
+        "local",
+        "--instance",
+        "limits",
+        "--auto-approve",
+        "--envs-dir",
+        dir,
+    ];
+    let (run, took) = infra_via(&moto, &proxy.endpoint(), &args);
+    assert_eq!(run.code, 0, "{}", run.all());
+    for (name, signing, rate) in limits {
+        let times = proxy.arrivals(signing);
+        assert!(
+            times.len() as f64 > 3.0 * rate,
+            "{name}: {} calls",
+            times.len()
+        );
+        let burst = rate;
+        // Requests leave the limiter before they reach the proxy: the first of a burst wait
+        // for their connections, so arrivals can bunch by up to a few hundred milliseconds.
+        let slack = 0.3;
+        for i in 0..times.len() {
+            for j in i..times.len() {
+                let count = (j - i + 1) as f64;
+                let bound = burst + rate * (times[j] - times[i] + slack);
+                assert!(
+                    count <= bound,
+                    "{name}: {count} calls within {:.3}s exceeds {bound:.2} (limit {rate}/s): {times:?}",
+                    times[j] - times[i]
+                );
+            }
+        }
+        let span = times.last().unwrap() - times.first().unwrap();
+        eprintln!(
+            "{name} limited to {rate}/s: {} calls over {span:.1}s ({:.2}/s); apply took {:.1}s",
+            times.len(),
+            (times.len() as f64 - burst) / span.max(0.001),
+            took.as_secs_f64()
+        );
+    }
+    // A limit that is not a service, or not positive, is rejected naming the field.
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("logs = 2", "logs = 0\nlamda = 3");
+    std::fs::write(&path, text).unwrap();
+    let run = infra(BIN, None, &["plan", "--env", "local", "--envs-dir", dir]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains("rate_limits.logs") && run.stderr.contains("rate_limits.lamda"),
+        "{}",
+        run.all()
+    );
+}

@@ -55,6 +55,10 @@ pub struct Env {
     /// Optional: exceptions to the built-in policy rules (`[[waivers]]` tables).
     #[serde(default)]
     pub waivers: Vec<Waiver>,
+    /// Optional: requests per second per AWS service (`[rate_limits]`, e.g. `lambda = 15`),
+    /// instead of the defaults in `infra_core::rate_limit::SERVICES`.
+    #[serde(default)]
+    pub rate_limits: std::collections::BTreeMap<String, Spanned<f64>>,
 }
 
 /// An exception to one policy rule for one resource: `[[waivers]]` with `resource`
@@ -749,6 +753,11 @@ impl Env {
             }
         }
         let mut alarm_names = std::collections::BTreeSet::new();
+        for (service, rate) in &self.rate_limits {
+            if let Err(message) = infra_core::rate_limit::validate(service, *rate.get_ref()) {
+                problem(rate.span(), &format!("rate_limits.{service}"), message);
+            }
+        }
         for (i, waiver) in self.waivers.iter().enumerate() {
             let field = |name: &str| format!("waivers[{i}].{name}");
             let address = waiver.resource.get_ref();
@@ -918,6 +927,14 @@ impl Env {
         } else {
             Err(EnvErrors(problems))
         }
+    }
+
+    /// The env file's rate limits (service -> requests per second).
+    pub fn rate_limit_overrides(&self) -> std::collections::BTreeMap<String, f64> {
+        self.rate_limits
+            .iter()
+            .map(|(service, rate)| (service.clone(), *rate.get_ref()))
+            .collect()
     }
 
     pub fn target(&self, stack: &str) -> Target {

@@ -14,6 +14,8 @@ use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
 use aws_types::region::Region;
 
+use crate::rate_limit::RateLimits;
+
 /// Counts AWS operations per (service, operation). Cloned handles share one table.
 #[derive(Clone, Debug, Default)]
 pub struct CallCounter {
@@ -105,8 +107,20 @@ pub const MAX_ATTEMPTS: u32 = 6;
 
 impl Aws {
     /// Loads the standard SDK configuration (credentials chain, `AWS_ENDPOINT_URL`, ...) for
-    /// `region`.
+    /// `region`, with the default per-service rate limits.
     pub async fn connect(region: &str) -> Aws {
+        let limits = RateLimits::new(&Default::default()).unwrap_or_default();
+        Self::connect_limited(region, &limits).await
+    }
+
+    /// As [`Aws::connect`], every request (retries included) waiting for its service's token
+    /// bucket in `limits`.
+    pub async fn connect_limited(region: &str, limits: &RateLimits) -> Aws {
+        use aws_smithy_http_client::tls::{Provider, rustls_provider::CryptoMode};
+        // What the SDK would build by default, made here so the rate limiter can wrap it.
+        let https = aws_smithy_http_client::Builder::new()
+            .tls_provider(Provider::Rustls(CryptoMode::AwsLc))
+            .build_https();
         let sdk = aws_config::defaults(BehaviorVersion::latest())
             .region(Region::new(region.to_string()))
             .retry_config(
@@ -114,6 +128,7 @@ impl Aws {
                     .with_max_attempts(MAX_ATTEMPTS)
                     .with_initial_backoff(std::time::Duration::from_millis(200)),
             )
+            .http_client(limits.wrap(https))
             .load()
             .await;
         Self::from_sdk_config(&sdk, region)

@@ -10,6 +10,7 @@ pub mod kinds;
 pub mod model;
 pub mod package;
 pub mod plan;
+pub mod rate_limit;
 pub mod render;
 pub mod schedule;
 pub mod sql;

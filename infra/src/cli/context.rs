@@ -10,6 +10,7 @@ use infra_core::compliance;
 use infra_core::model::{Address, Stack};
 use infra_core::package::{Artifact, Artifacts, Packager};
 use infra_core::plan::{self, Plan, PlanOptions};
+use infra_core::rate_limit::RateLimits;
 use infra_core::state::{Journal, StateStore, Stored};
 use stacks::Env;
 use stacks::linkedin_ads::FUNCTIONS;
@@ -117,7 +118,9 @@ impl Context {
         };
         let stack = stacks::linkedin_ads(&env, &inputs).context("the stack is not valid")?;
         plan::validate(&stack).with_context(|| format!("stack for env `{name}`"))?;
-        let aws = Aws::connect(&stack.target.region).await;
+        let limits = RateLimits::new(&env.rate_limit_overrides())
+            .map_err(|e| anyhow!("rate_limits: {e}"))?;
+        let aws = Aws::connect_limited(&stack.target.region, &limits).await;
         let store = StateStore::new(aws.clone(), stack.target.state.clone());
         Ok(Context {
             workspace,

@@ -41,6 +41,8 @@ struct Shared {
     slow: Duration,
     rng: Mutex<u64>,
     counts: Mutex<FaultCounts>,
+    /// When each call arrived, and its service (the SigV4 signing name).
+    arrivals: Mutex<Vec<(std::time::Instant, String)>>,
     stop: AtomicBool,
 }
 
@@ -77,6 +79,7 @@ impl FaultProxy {
             slow: Duration::from_millis(1500),
             rng: Mutex::new(seed.max(1)),
             counts: Mutex::new(FaultCounts::default()),
+            arrivals: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
         let accept = Arc::clone(&shared);
@@ -101,6 +104,20 @@ impl FaultProxy {
 
     pub fn counts(&self) -> FaultCounts {
         lock(&self.shared.counts).clone()
+    }
+
+    /// Arrival times (seconds, from the first call) of the calls to `service` (its SigV4
+    /// signing name, e.g. `monitoring` for CloudWatch), in order.
+    pub fn arrivals(&self, service: &str) -> Vec<f64> {
+        let arrivals = lock(&self.shared.arrivals);
+        let Some(first) = arrivals.first().map(|(t, _)| *t) else {
+            return Vec::new();
+        };
+        arrivals
+            .iter()
+            .filter(|(_, s)| s == service)
+            .map(|(t, _)| t.duration_since(first).as_secs_f64())
+            .collect()
     }
 }
 
@@ -222,6 +239,13 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     while let Some(request) = read_request(&mut reader)? {
+        let service = request
+            .header("authorization")
+            .and_then(|a| a.split("Credential=").nth(1))
+            .and_then(|scope| scope.split('/').nth(3))
+            .unwrap_or_default()
+            .to_string();
+        lock(&shared.arrivals).push((std::time::Instant::now(), service));
         let fault = shared.choose();
         shared.count(fault);
         match fault {
