@@ -274,6 +274,22 @@ async fn apply_creates_every_alarm_the_dashboard_failure_rules_and_rotated_secre
         .and_then(|n| n.parse().ok())
         .unwrap_or_else(|| panic!("no DescribeAlarms count: {}", plan.all()));
     assert_eq!(describe_calls, 1, "{}", plan.all());
+    // Their tags come from one tagging listing too: at most one call per resource in all.
+    let per_resource: f64 = plan
+        .stderr
+        .lines()
+        .find(|l| l.contains("per resource"))
+        .and_then(|l| l.split_whitespace().nth_back(2))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("no per-resource figure: {}", plan.all()));
+    assert!(per_resource <= 1.0, "{}", plan.all());
+    assert!(
+        !plan
+            .stderr
+            .contains("CloudWatch             ListTagsForResource"),
+        "{}",
+        plan.all()
+    );
     assert!(
         plan.stdout.contains(
             "secret.linkedin-oauth  NOT SET: `infra secret set --env local linkedin-oauth`"
@@ -350,6 +366,26 @@ async fn a_threshold_changed_out_of_band_is_drift_and_apply_restores_it() {
         find(&alarms, "collector-high-spend").threshold(),
         Some(500.0)
     );
+
+    // A tag added out of band is drift too, though tags are read from the tagging listing.
+    let alarm_arn = find(&alarms, "collector-high-spend")
+        .alarm_arn()
+        .unwrap()
+        .to_string();
+    cw.tag_resource()
+        .resource_arn(&alarm_arn)
+        .tags(
+            aws_sdk_cloudwatch::types::Tag::builder()
+                .key("owner")
+                .value("someone")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let drift = infra(BIN, Some(&moto), &["drift", "--env", "local"]);
+    assert_eq!(drift.code, 2, "{}", drift.all());
+    assert!(drift.stdout.contains("tags.owner"), "{}", drift.all());
 }
 
 /// A value whose every member carries a marker no output may contain.

@@ -365,7 +365,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::State { command } => state::run(&paths, command, &mut used).await,
     };
     if stats && let Some(ctx) = &used {
+        let resources = ctx.stack.resources.len();
+        let calls = ctx.aws.calls.total();
         eprint!("{}", ctx.aws.calls.report());
+        if resources > 0 {
+            eprintln!(
+                "  {calls} calls for {resources} resources: {:.2} per resource",
+                calls as f64 / resources as f64
+            );
+        }
     }
     result
 }

@@ -446,7 +446,12 @@ pub fn fields(spec: &AlarmSpec) -> Fields {
     fields
 }
 
-pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<LiveMap, AwsError> {
+pub async fn read(
+    aws: &Aws,
+    target: &Target,
+    targets: &[ReadTarget],
+    tag_index: &super::tag_index::TagIndex,
+) -> Result<LiveMap, AwsError> {
     let mut live = LiveMap::new();
     let mut found: BTreeMap<String, AlarmSpec> = BTreeMap::new();
     let names: Vec<String> = targets.iter().map(|t| t.physical_id.clone()).collect();
@@ -487,6 +492,10 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         .collect();
     let specs: Vec<(Address, AlarmSpec)> = stream::iter(existing)
         .map(|(address, mut spec)| async move {
+            if let Some(tags) = tag_index.get(&arn(target, &spec.name)) {
+                spec.tags = tags.clone();
+                return Ok::<_, AwsError>((address, spec));
+            }
             let tags = aws
                 .cloudwatch
                 .list_tags_for_resource()

@@ -96,7 +96,12 @@ pub fn fields(spec: &LogGroupSpec) -> Fields {
     fields
 }
 
-pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<LiveMap, AwsError> {
+pub async fn read(
+    aws: &Aws,
+    target: &Target,
+    targets: &[ReadTarget],
+    tag_index: &super::tag_index::TagIndex,
+) -> Result<LiveMap, AwsError> {
     let mut live = LiveMap::new();
     if targets.is_empty() {
         return Ok(live);
@@ -135,7 +140,10 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         .map(|(address, name, retention_days)| {
             let arn = arn(target, &name);
             async move {
-                let tags = read_tags(aws, &arn).await?;
+                let tags = match tag_index.get(&arn) {
+                    Some(tags) => Some(tags.clone()),
+                    None => read_tags(aws, &arn).await?,
+                };
                 Ok::<_, AwsError>((
                     address,
                     tags.map(|tags| LogGroupSpec {

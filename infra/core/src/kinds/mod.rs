@@ -16,6 +16,7 @@ pub mod role;
 pub mod rule;
 pub mod secret;
 pub mod secret_rotation;
+pub mod tag_index;
 pub mod topic;
 pub mod workgroup;
 
@@ -137,11 +138,18 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         .chain(&rotations)
         .map(|t| t.physical_id.as_str())
         .collect();
+    // Alarms and log groups have no batch read of their tags but this one.
+    let tag_index = if alarms.is_empty() && logs.is_empty() {
+        tag_index::TagIndex::default()
+    } else {
+        tag_index::TagIndex::load(aws, target).await?
+    };
+    let tag_index = &tag_index;
     let (buckets, roles, topics, logs, lambdas, permissions, urls, rules) = tokio::try_join!(
         bucket::read(aws, &buckets),
         role::read(aws, &roles),
         topic::read(aws, target, &topics),
-        log_group::read(aws, target, &logs),
+        log_group::read(aws, target, &logs, tag_index),
         lambda::read(aws, &lambdas),
         permission::read(aws, &permissions),
         function_url::read(aws, &urls),
@@ -152,7 +160,7 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         glue_table::read(aws, &tables),
         crawler::read(aws, target, &crawlers),
         workgroup::read(aws, target, &workgroups),
-        alarm::read(aws, target, &alarms),
+        alarm::read(aws, target, &alarms, tag_index),
         dashboard::read(aws, &dashboards),
         secret::SecretListing::load(aws, &secret_names),
     )?;
