@@ -421,7 +421,9 @@ pub async fn update(
     let mut settings = desired.clone();
     settings.tags = live.tags.clone();
     settings.named_queries = live.named_queries.clone();
-    if &settings != live {
+    // Compared as the plan compares them (canonical fields), so that a change to the named
+    // queries or tags alone never sends UpdateWorkGroup.
+    if fields(&settings) != fields(live) {
         let mut updates = WorkGroupConfigurationUpdates::builder()
             .result_configuration_updates(
                 ResultConfigurationUpdates::builder()
