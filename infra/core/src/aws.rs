@@ -2,13 +2,16 @@
 //! jitter, path-style S3 for emulators, and the call counter every request passes through.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::BeforeSerializationInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeSerializationInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
 use aws_smithy_types::config_bag::ConfigBag;
@@ -16,10 +19,13 @@ use aws_types::region::Region;
 
 use crate::rate_limit::RateLimits;
 
-/// Counts AWS operations per (service, operation). Cloned handles share one table.
+/// Counts AWS operations per (service, operation), and how many were in flight at once at
+/// most. Cloned handles share one table.
 #[derive(Clone, Debug, Default)]
 pub struct CallCounter {
     calls: Arc<Mutex<BTreeMap<(String, String), u64>>>,
+    in_flight: Arc<AtomicUsize>,
+    peak_in_flight: Arc<AtomicUsize>,
 }
 
 impl CallCounter {
@@ -35,10 +41,18 @@ impl CallCounter {
         }
     }
 
+    /// Clears the counts; the peak starts again from what is in flight now.
     pub fn reset(&self) {
         if let Ok(mut guard) = self.calls.lock() {
             guard.clear();
         }
+        self.peak_in_flight
+            .store(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+
+    /// The most operations (each with its retries) in flight at once since the last reset.
+    pub fn peak_in_flight(&self) -> usize {
+        self.peak_in_flight.load(Ordering::SeqCst)
     }
 
     /// Human summary: total, then per service and operation.
@@ -79,6 +93,22 @@ impl Intercept for CallCounter {
         if let Some(metadata) = cfg.load::<Metadata>() {
             self.record(metadata.service(), metadata.name());
         }
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        Ok(())
+    }
+
+    // Runs once per operation however it ended (success, error or retries used up).
+    fn read_after_execution(
+        &self,
+        _context: &FinalizerInterceptorContextRef<'_>,
+        _runtime_components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        // Saturating: an operation that failed before serialization was never counted in.
+        let _ = self
+            .in_flight
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1));
         Ok(())
     }
 }

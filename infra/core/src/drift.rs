@@ -1,16 +1,18 @@
 //! Drift: for every resource state knows, how live differs from desired, or whether it is
 //! missing live (built from a plan, so drift and plan can never disagree); and orphans: live
-//! resources tagged for this stack and env that state does not know, found with one paged
-//! Resource Groups Tagging API query (it covers the services that API covers: S3, Lambda,
-//! CloudWatch Logs, SNS, Glue, ... but not IAM).
+//! resources tagged for this stack and env that state does not know, from the same paged
+//! Resource Groups Tagging API listing the refresh reads tags from (it covers the services
+//! that API covers: S3, Lambda, CloudWatch Logs, SNS, Glue, ... but not IAM).
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::aws::{Aws, AwsError, aws_error};
-use crate::model::{Address, TAG_ADDRESS, TAG_ENV, TAG_STACK};
+use std::collections::BTreeMap;
+
+use crate::kinds::tag_index::TagIndex;
+use crate::model::{Address, TAG_ADDRESS};
 use crate::plan::{Action, Plan, SecretStatus};
-use crate::state::StateDoc;
+use crate::state::{StateDoc, StateEntry};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -61,71 +63,32 @@ pub struct Orphan {
     pub address: Option<String>,
 }
 
-/// The live resources tagged `infra:stack` = `stack` and `infra:env` = `env` that `state` does
-/// not know (by address, or whose ARN does not name the physical id state has for it).
-pub async fn find_orphans(
-    aws: &Aws,
-    stack: &str,
-    env: &str,
-    state: Option<&StateDoc>,
-) -> Result<Vec<Orphan>, AwsError> {
-    let filter = |key: &str, value: &str| {
-        aws_sdk_resourcegroupstagging::types::TagFilter::builder()
-            .key(key)
-            .values(value)
-            .build()
-    };
-    let mut orphans = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let page = aws
-            .tagging
-            .get_resources()
-            .tag_filters(filter(TAG_STACK, stack))
-            .tag_filters(filter(TAG_ENV, env))
-            .set_pagination_token(token.take())
-            .send()
-            .await
-            .map_err(|e| aws_error("GetResources", e))?;
-        for mapping in page.resource_tag_mapping_list() {
-            let Some(arn) = mapping.resource_arn() else {
-                continue;
-            };
-            let tag = |key: &str| {
-                mapping
-                    .tags()
-                    .iter()
-                    .find(|t| t.key() == key)
-                    .map(|t| t.value().to_string())
-            };
-            // The filters are checked again here: the local emulator answers some services'
-            // resources (Glue) without applying them.
-            if tag(TAG_STACK).as_deref() != Some(stack) || tag(TAG_ENV).as_deref() != Some(env) {
-                continue;
-            }
-            let address = tag(TAG_ADDRESS);
-            let known = address.as_deref().and_then(|a| {
-                state?
-                    .resources
-                    .iter()
-                    .find(|(k, _)| k.to_string() == a)
-                    .map(|(_, e)| e)
-            });
-            let ours = known.is_some_and(|e| arn == e.arn || arn.contains(&e.physical_id));
-            if !ours {
-                orphans.push(Orphan {
-                    arn: arn.to_string(),
-                    address,
-                });
-            }
-        }
-        match page.pagination_token() {
-            Some(next) if !next.is_empty() => token = Some(next.to_string()),
-            _ => break,
-        }
-    }
+/// The live resources in `tagged` (the env's tagging-API listing, see [`TagIndex::load`])
+/// that `state` does not know (by address, or whose ARN does not name the physical id state
+/// has for it).
+pub fn find_orphans(tagged: &TagIndex, state: Option<&StateDoc>) -> Vec<Orphan> {
+    let known: BTreeMap<String, &StateEntry> = state
+        .map(|s| {
+            s.resources
+                .iter()
+                .map(|(address, entry)| (address.to_string(), entry))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut orphans: Vec<Orphan> = tagged
+        .iter()
+        .filter_map(|(arn, tags)| {
+            let address = tags.get(TAG_ADDRESS).cloned();
+            let entry = address.as_deref().and_then(|a| known.get(a));
+            let ours = entry.is_some_and(|e| arn == e.arn || arn.contains(&e.physical_id));
+            (!ours).then(|| Orphan {
+                arn: arn.to_string(),
+                address,
+            })
+        })
+        .collect();
     orphans.sort_by(|a, b| a.arn.cmp(&b.arn));
-    Ok(orphans)
+    orphans
 }
 
 impl DriftReport {

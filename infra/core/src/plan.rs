@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::aws::{Aws, AwsError};
 use crate::graph::{Graph, GraphError};
+use crate::kinds::tag_index::TagIndex;
 use crate::kinds::{self, Invalid, LiveMap, ReadTarget};
 use crate::model::{Address, Resource, Spec, Stack, TAG_ADDRESS, TAG_ENV, TAG_STACK, Target};
 use crate::state::StateDoc;
@@ -241,11 +242,12 @@ pub fn desired_document(stack: &Stack) -> Value {
     })
 }
 
-/// Reads live state for the stack's and state's resources.
+/// Reads live state for the stack's and state's resources (`tags`: see [`kinds::read`]).
 pub async fn refresh(
     aws: &Aws,
     stack: &Stack,
     state: Option<&StateDoc>,
+    tags: Option<&TagIndex>,
 ) -> Result<LiveMap, AwsError> {
     let mut targets: BTreeMap<Address, ReadTarget> = BTreeMap::new();
     for r in &stack.resources {
@@ -268,7 +270,9 @@ pub async fn refresh(
         }
     }
     let targets: Vec<ReadTarget> = targets.into_values().collect();
-    kinds::read(aws, &stack.target, &targets).await
+    // Boxed: the read of every kind at once is a large future, too large for small stacks
+    // (test threads, debug builds) when held inline by the caller's.
+    Box::pin(kinds::read(aws, &stack.target, &targets, tags)).await
 }
 
 /// Diffs desired against live. `possibly_ours` lists addresses an interrupted apply may have
@@ -469,7 +473,7 @@ pub async fn changed_since(aws: &Aws, plan: &Plan) -> Result<Vec<Address>, AwsEr
     if targets.is_empty() {
         return Ok(Vec::new());
     }
-    let now = fingerprints(&kinds::read(aws, &plan.target, &targets).await?);
+    let now = fingerprints(&kinds::read(aws, &plan.target, &targets, None).await?);
     Ok(targets
         .into_iter()
         .filter(|t| {

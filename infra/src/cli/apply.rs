@@ -6,11 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow, bail};
-use infra_core::apply::{self, ApplyOptions, Event, StateSession};
+use infra_core::apply::{self, ApplyOptions, ApplyReport, Event, StateSession};
+use infra_core::aws::Aws;
 use infra_core::kinds::DeleteOptions;
 use infra_core::plan::{Plan, PlanMode, PlanOptions};
 use infra_core::render;
-use infra_core::state::{Journal, LockInfo, StateDoc, Stored, lock};
+use infra_core::state::{Journal, LockInfo, StateDoc, StateStore, Stored, lock};
 use tokio::sync::Mutex;
 
 use super::{ApplyArgs, Context, DestroyArgs, Packaging, Paths};
@@ -161,16 +162,6 @@ impl Run {
             println!("Nothing applied.");
             return Ok(1);
         }
-        let session = Arc::new(Mutex::new(StateSession {
-            store: ctx.store.clone(),
-            doc: stored
-                .doc
-                .clone()
-                .unwrap_or_else(|| StateDoc::new(&ctx.stack.target.stack, &ctx.stack.target.env)),
-            etag: stored.etag.clone(),
-        }));
-        let journal_before = Journal::list_keys(&ctx.store).await?;
-        let journal = Arc::new(Journal::start(ctx.store.clone()));
         let print_event = |event: Event| match event {
             Event::Started { address, action } => {
                 eprintln!("{address}: {}...", present(action.as_str()))
@@ -195,26 +186,15 @@ impl Run {
                 eprintln!("{address}: not started ({because} failed)")
             }
         };
-        let result = apply::apply(
+        let (report, serial) = apply_plan(
             &ctx.aws,
+            &ctx.store,
+            &stored,
             &plan,
-            session.clone(),
-            journal.clone(),
             self.options,
             &print_event,
         )
-        .await;
-        let report = result.map_err(|e| {
-            anyhow!("{e}\nState records everything that finished; fix the cause and re-run.")
-        })?;
-        // Every outcome is in state: the journal (this run's and any interrupted run's,
-        // whose creates this plan adopted) has served its purpose.
-        let mut keys = journal_before;
-        keys.extend(Journal::list_keys(&ctx.store).await?);
-        keys.sort();
-        keys.dedup();
-        Journal::checkpoint(&ctx.store, &keys).await?;
-        let serial = session.lock().await.doc.serial;
+        .await?;
         println!(
             "\n{} complete: {} changes applied. State serial {serial}.",
             if plan.mode == PlanMode::Destroy {
@@ -226,6 +206,41 @@ impl Run {
         );
         Ok(0)
     }
+}
+
+/// Applies `plan` to the state `stored` was read from: every outcome is written to state as
+/// it arrives, and the journal (this run's and any interrupted run's, whose creates the plan
+/// adopted) is checkpointed once all are. Returns the report and the final state serial.
+pub async fn apply_plan(
+    aws: &Aws,
+    store: &StateStore,
+    stored: &Stored,
+    plan: &Plan,
+    options: ApplyOptions,
+    on_event: &(dyn Fn(Event) + Sync),
+) -> anyhow::Result<(ApplyReport, u64)> {
+    let session = Arc::new(Mutex::new(StateSession {
+        store: store.clone(),
+        doc: stored
+            .doc
+            .clone()
+            .unwrap_or_else(|| StateDoc::new(&plan.stack, &plan.env)),
+        etag: stored.etag.clone(),
+    }));
+    let journal_before = Journal::list_keys(store).await?;
+    let journal = Arc::new(Journal::start(store.clone()));
+    let report = apply::apply(aws, plan, session.clone(), journal, options, on_event)
+        .await
+        .map_err(|e| {
+            anyhow!("{e}\nState records everything that finished; fix the cause and re-run.")
+        })?;
+    let mut keys = journal_before;
+    keys.extend(Journal::list_keys(store).await?);
+    keys.sort();
+    keys.dedup();
+    Journal::checkpoint(store, &keys).await?;
+    let serial = session.lock().await.doc.serial;
+    Ok((report, serial))
 }
 
 /// A saved plan applies only to the state it was made against.

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context as _, anyhow};
 use infra_core::aws::Aws;
 use infra_core::compliance;
+use infra_core::kinds::tag_index::TagIndex;
 use infra_core::model::{Address, Stack};
 use infra_core::package::{Artifact, Artifacts, Packager};
 use infra_core::plan::{self, Plan, PlanOptions};
@@ -133,26 +134,49 @@ impl Context {
 
     /// Reads state and live resources, and diffs them against the stack.
     pub async fn plan(&self, stored: &Stored, options: PlanOptions) -> anyhow::Result<Plan> {
-        let live = plan::refresh(&self.aws, &self.stack, stored.doc.as_ref()).await?;
-        let possibly_ours = self.unfinished_creates().await?;
-        Ok(plan::diff(
-            &self.stack,
-            stored.doc.as_ref(),
-            &live,
-            &possibly_ours,
-            options,
-        )?)
+        self.plan_with_tags(stored, options, None).await
     }
 
-    /// Creates an interrupted apply journaled but never recorded.
-    async fn unfinished_creates(&self) -> anyhow::Result<BTreeSet<Address>> {
-        let keys = Journal::list_keys(&self.store).await?;
-        if keys.is_empty() {
-            return Ok(BTreeSet::new());
-        }
-        let entries = Journal::read_entries(&self.store, &keys).await?;
-        Ok(Journal::unfinished_creates(&entries))
+    /// As [`Context::plan`], with the env's tagging-API listing already read.
+    pub async fn plan_with_tags(
+        &self,
+        stored: &Stored,
+        options: PlanOptions,
+        tags: Option<&TagIndex>,
+    ) -> anyhow::Result<Plan> {
+        plan_stack(&self.aws, &self.stack, &self.store, stored, options, tags).await
     }
+}
+
+/// Plans `stack` against `stored` (read from `store`): refreshes live state, adopts what an
+/// interrupted apply journaled but never recorded, and diffs.
+pub async fn plan_stack(
+    aws: &Aws,
+    stack: &Stack,
+    store: &StateStore,
+    stored: &Stored,
+    options: PlanOptions,
+    tags: Option<&TagIndex>,
+) -> anyhow::Result<Plan> {
+    let live = plan::refresh(aws, stack, stored.doc.as_ref(), tags).await?;
+    let possibly_ours = unfinished_creates(store).await?;
+    Ok(plan::diff(
+        stack,
+        stored.doc.as_ref(),
+        &live,
+        &possibly_ours,
+        options,
+    )?)
+}
+
+/// Creates an interrupted apply journaled but never recorded.
+async fn unfinished_creates(store: &StateStore) -> anyhow::Result<BTreeSet<Address>> {
+    let keys = Journal::list_keys(store).await?;
+    if keys.is_empty() {
+        return Ok(BTreeSet::new());
+    }
+    let entries = Journal::read_entries(store, &keys).await?;
+    Ok(Journal::unfinished_creates(&entries))
 }
 
 /// Stand-ins for commands that never create or update a function (destroy, state).

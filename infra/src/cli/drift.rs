@@ -1,6 +1,7 @@
 //! `infra drift`: compare every managed resource with the stack; exit 2 on drift.
 
 use infra_core::drift::DriftReport;
+use infra_core::kinds::tag_index::TagIndex;
 use infra_core::plan::PlanOptions;
 use infra_core::render;
 
@@ -9,24 +10,21 @@ use super::{Context, DriftArgs, Format, Packaging, Paths};
 pub async fn run(paths: &Paths, args: DriftArgs, used: &mut Option<Context>) -> anyhow::Result<u8> {
     let ctx = used.insert(Context::load(paths, &args.env, Packaging::Build).await?);
     let stored = ctx.store.load().await?;
+    // One tagging-API listing serves the refresh (tags) and the orphan search.
+    let tagged = TagIndex::load(&ctx.aws, &ctx.stack.target).await?;
     let plan = ctx
-        .plan(
+        .plan_with_tags(
             &stored,
             PlanOptions {
                 destroy: false,
                 // Drift reports; it never deletes, so protection is not in question here.
                 allow_protected: true,
             },
+            Some(&tagged),
         )
         .await?;
     let mut report = DriftReport::from_plan(&plan, stored.doc.as_ref());
-    report.orphans = infra_core::drift::find_orphans(
-        &ctx.aws,
-        &ctx.stack.target.stack,
-        &ctx.stack.target.env,
-        stored.doc.as_ref(),
-    )
-    .await?;
+    report.orphans = infra_core::drift::find_orphans(&tagged, stored.doc.as_ref());
     args.outputs.emit(args.format, |format| {
         Ok(match format {
             Format::Text => render::drift_text(&report),

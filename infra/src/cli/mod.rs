@@ -15,7 +15,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-pub use context::{Context, Packaging, Paths};
+pub use apply::apply_plan;
+pub use context::{Context, Packaging, Paths, plan_stack};
 
 #[derive(Debug, Parser)]
 #[command(

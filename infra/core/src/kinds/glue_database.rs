@@ -75,7 +75,14 @@ pub fn fields(spec: &GlueDatabaseSpec) -> Fields {
     fields
 }
 
-pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<LiveMap, AwsError> {
+/// Reads databases from GetDatabases; tags from `tag_index` where it has the database, else
+/// from GetTags.
+pub async fn read(
+    aws: &Aws,
+    target: &Target,
+    targets: &[ReadTarget],
+    tag_index: &super::tag_index::TagIndex,
+) -> Result<LiveMap, AwsError> {
     let mut live = LiveMap::new();
     if targets.is_empty() {
         return Ok(live);
@@ -114,23 +121,28 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         .collect();
     let specs: Vec<(Address, Option<GlueDatabaseSpec>)> = stream::iter(existing)
         .map(|(address, name, description)| async move {
-            let tags = aws
-                .glue
-                .get_tags()
-                .resource_arn(arn(target, &name))
-                .send()
-                .await
-                .map_err(failed("GetTags"))
-                .or_missing()?;
+            let tags = match tag_index.get(&arn(target, &name)) {
+                Some(tags) => Some(tags.clone()),
+                None => aws
+                    .glue
+                    .get_tags()
+                    .resource_arn(arn(target, &name))
+                    .send()
+                    .await
+                    .map_err(failed("GetTags"))
+                    .or_missing()?
+                    .map(|t| {
+                        t.tags()
+                            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+                            .unwrap_or_default()
+                    }),
+            };
             Ok::<_, AwsError>((
                 address,
-                tags.map(|t| GlueDatabaseSpec {
+                tags.map(|tags| GlueDatabaseSpec {
                     name,
                     description,
-                    tags: t
-                        .tags()
-                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                        .unwrap_or_default(),
+                    tags,
                 }),
             ))
         })

@@ -107,8 +107,14 @@ pub fn validate(resource: &Resource) -> Vec<Invalid> {
     problems
 }
 
-/// Reads every target live, in as few calls as each kind allows.
-pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<LiveMap, AwsError> {
+/// Reads every target live, in as few calls as each kind allows. `tags` is the env's
+/// tagging-API listing if the caller has it already; else it is listed here when needed.
+pub async fn read(
+    aws: &Aws,
+    target: &Target,
+    targets: &[ReadTarget],
+    tags: Option<&tag_index::TagIndex>,
+) -> Result<LiveMap, AwsError> {
     let of = |kind: Kind| -> Vec<ReadTarget> {
         targets
             .iter()
@@ -138,31 +144,57 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         .chain(&rotations)
         .map(|t| t.physical_id.as_str())
         .collect();
-    // Alarms and log groups have no batch read of their tags but this one.
-    let tag_index = if alarms.is_empty() && logs.is_empty() {
-        tag_index::TagIndex::default()
-    } else {
-        tag_index::TagIndex::load(aws, target).await?
+    // Alarms, log groups, rules and Glue databases have no batch read of their tags but the
+    // tagging API's listing; it runs alongside the reads that do not need it.
+    let tagged_reads = async {
+        let loaded;
+        let index = match tags {
+            Some(index) => index,
+            None if alarms.is_empty()
+                && logs.is_empty()
+                && rules.is_empty()
+                && databases.is_empty() =>
+            {
+                loaded = tag_index::TagIndex::default();
+                &loaded
+            }
+            None => {
+                loaded = tag_index::TagIndex::load(aws, target).await?;
+                &loaded
+            }
+        };
+        tokio::try_join!(
+            log_group::read(aws, target, &logs, index),
+            alarm::read(aws, target, &alarms, index),
+            rule::read(aws, &rules, index),
+            glue_database::read(aws, target, &databases, index),
+        )
     };
-    let tag_index = &tag_index;
-    let (buckets, roles, topics, logs, lambdas, permissions, urls, rules) = tokio::try_join!(
-        bucket::read(aws, &buckets),
-        role::read(aws, &roles),
-        topic::read(aws, target, &topics),
-        log_group::read(aws, target, &logs, tag_index),
-        lambda::read(aws, &lambdas),
-        permission::read(aws, &permissions),
-        function_url::read(aws, &urls),
-        rule::read(aws, &rules),
-    )?;
-    let (databases, tables, crawlers, workgroups, alarms, dashboards, listing) = tokio::try_join!(
-        glue_database::read(aws, target, &databases),
-        glue_table::read(aws, &tables),
-        crawler::read(aws, target, &crawlers),
-        workgroup::read(aws, target, &workgroups),
-        alarm::read(aws, target, &alarms, tag_index),
-        dashboard::read(aws, &dashboards),
-        secret::SecretListing::load(aws, &secret_names),
+    let (
+        (logs, alarms, rules, databases),
+        (buckets, roles, topics, lambdas, permissions, urls),
+        (tables, crawlers, workgroups, dashboards, listing),
+    ) = tokio::try_join!(
+        tagged_reads,
+        async {
+            tokio::try_join!(
+                bucket::read(aws, &buckets),
+                role::read(aws, &roles),
+                topic::read(aws, target, &topics),
+                lambda::read(aws, &lambdas),
+                permission::read(aws, &permissions),
+                function_url::read(aws, &urls),
+            )
+        },
+        async {
+            tokio::try_join!(
+                glue_table::read(aws, &tables),
+                crawler::read(aws, target, &crawlers),
+                workgroup::read(aws, target, &workgroups),
+                dashboard::read(aws, &dashboards),
+                secret::SecretListing::load(aws, &secret_names),
+            )
+        },
     )?;
     let secrets = secret::read(&listing, &secrets);
     let rotations = secret_rotation::read(&listing, &rotations);

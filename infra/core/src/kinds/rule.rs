@@ -228,7 +228,14 @@ fn detail_of(template: &str) -> Option<Value> {
         .and_then(|detail| serde_json::from_str(detail).ok())
 }
 
-pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError> {
+/// Reads rules by name prefix (ListRules), then each rule's targets; tags come from
+/// `tag_index` where it has the rule (AWS lists rules there, moto does not), else from
+/// ListTagsForResource.
+pub async fn read(
+    aws: &Aws,
+    targets: &[ReadTarget],
+    tag_index: &super::tag_index::TagIndex,
+) -> Result<LiveMap, AwsError> {
     let mut live = LiveMap::new();
     if targets.is_empty() {
         return Ok(live);
@@ -279,12 +286,15 @@ pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError
         .collect();
     let specs: Vec<(Address, Option<RuleSpec>)> = stream::iter(existing)
         .map(|(address, mut spec, arn)| async move {
+            let indexed = tag_index.get(&arn);
             let (targets, tags) = tokio::join!(
                 aws.events.list_targets_by_rule().rule(&spec.name).send(),
-                aws.events
-                    .list_tags_for_resource()
-                    .resource_arn(&arn)
-                    .send(),
+                async {
+                    match indexed {
+                        Some(tags) => Ok(tags.clone()),
+                        None => read_tags(aws, &arn).await,
+                    }
+                },
             );
             let targets = match targets.map_err(failed("ListTargetsByRule")) {
                 Ok(out) => out,
@@ -307,12 +317,7 @@ pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError
                 })
                 .collect();
             spec.targets.sort_by(|a, b| a.id.cmp(&b.id));
-            spec.tags = tags
-                .map_err(failed("ListTagsForResource"))?
-                .tags()
-                .iter()
-                .map(|t| (t.key().to_string(), t.value().to_string()))
-                .collect();
+            spec.tags = tags?;
             Ok::<_, AwsError>((address, Some(spec)))
         })
         .buffer_unordered(8)
@@ -322,6 +327,21 @@ pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError
         live.insert(address, spec.map(Spec::Rule));
     }
     Ok(live)
+}
+
+async fn read_tags(aws: &Aws, arn: &str) -> Result<BTreeMap<String, String>, AwsError> {
+    let out = aws
+        .events
+        .list_tags_for_resource()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(failed("ListTagsForResource"))?;
+    Ok(out
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect())
 }
 
 fn eb_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>, OpError> {

@@ -1,6 +1,6 @@
 //! Tags of many resources from one listing: the Resource Groups Tagging API's GetResources,
 //! filtered on this stack and env, answers for every tagged resource of the env at once
-//! (100 per page), where each kind's own API needs a ListTagsForResource per resource.
+//! (up to 100 per page), where each kind's own API needs a ListTagsForResource per resource.
 //!
 //! A resource missing from the listing is read the per-resource way: its ownership tags may
 //! have been removed out of band, or the service (or the emulator) may not report it here.
@@ -35,6 +35,8 @@ impl TagIndex {
                 .get_resources()
                 .tag_filters(filter(TAG_STACK, &target.stack))
                 .tag_filters(filter(TAG_ENV, &target.env))
+                // AWS recommends this over TagsPerPage. moto also cuts pages at 100 tags
+                // (about 20 of our resources) unless TagsPerPage is sent.
                 .resources_per_page(100)
                 .set_pagination_token(token.take())
                 .send()
@@ -49,7 +51,7 @@ impl TagIndex {
                     .iter()
                     .map(|t| (t.key().to_string(), t.value().to_string()))
                     .collect();
-                // Some services are answered without the filters applied (see drift.rs):
+                // Some services are answered without the filters applied (moto's Glue):
                 // only what really carries this stack's tags is kept.
                 if tags.get(TAG_STACK) == Some(&target.stack)
                     && tags.get(TAG_ENV) == Some(&target.env)
@@ -68,5 +70,10 @@ impl TagIndex {
     /// The tags of `arn`, if the listing had it.
     pub fn get(&self, arn: &str) -> Option<&Tags> {
         self.by_arn.get(arn)
+    }
+
+    /// Every listed resource: ARN and tags.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &Tags)> {
+        self.by_arn.iter().map(|(arn, tags)| (arn.as_str(), tags))
     }
 }
