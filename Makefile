@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 MOTO := $(VENV)/bin/moto_server
 
-.PHONY: demo test venv bench bench-package bench-processor lint clean-venv fuzz
+.PHONY: demo test venv bench bench-scale bench-package bench-processor lint clean-venv fuzz
 
 # A Python venv with the pinned moto (the local AWS emulator).
 $(MOTO): requirements-dev.txt
@@ -35,6 +35,12 @@ test: venv lint
 # Wall time and AWS calls of a no-op plan of the local stack (see README).
 bench: venv
 	cargo run --release -p infra --example noop_plan_bench
+
+# A synthetic stack of N = 100, 300 and 1,000 resources: apply, no-op plan (time, calls per
+# resource, peak memory) against moto's own ceiling, destroy (see README). SIZES overrides.
+SIZES ?= 100 300 1000
+bench-scale: venv
+	cargo run --release -p infra --example scale_bench -- $(SIZES)
 
 # Cold and warm Lambda packaging times and zip sizes.
 bench-package: venv

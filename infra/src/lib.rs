@@ -2,6 +2,7 @@
 //! (`infra-core`) and the stack (`stacks`). The engine returns typed errors; this crate adds
 //! context and prints them for people.
 
+pub mod bench;
 pub mod cli;
 
 pub use infra_core as core;
