@@ -1,11 +1,13 @@
 //! Apply: interprets a [`Plan`]. Walks the changes in dependency order (creates and updates
 //! after what they depend on, deletes before what they depended on), at most `parallelism`
 //! at a time. Every create is journaled before it starts; every outcome is journaled and
-//! written to state (compare-and-swap) as soon as it is known. On the first error no new
-//! work starts, work in flight finishes and is recorded, and the error names the resource.
+//! written to state (compare-and-swap; outcomes that arrive while a write is in flight share
+//! the next) before its change counts as done. On the first error no new work starts, work
+//! in flight finishes and is recorded, and the error names the resource.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Mutex;
@@ -134,6 +136,7 @@ async fn run(
     let prerequisites = prerequisites(&work);
 
     let mut report = ApplyReport::default();
+    let recorder = Arc::new(Recorder::new(session.clone()));
     let mut done: BTreeSet<Address> = BTreeSet::new();
     let mut failed: BTreeSet<Address> = BTreeSet::new();
     let mut started: BTreeSet<Address> = BTreeSet::new();
@@ -165,12 +168,12 @@ async fn run(
                 let target = plan.target.clone();
                 let change = (*change).clone();
                 let action = change.action;
-                let session = session.clone();
+                let recorder = recorder.clone();
                 let journal = journal.clone();
                 let handle = tasks.spawn(async move {
                     let t0 = Instant::now();
                     let result =
-                        execute(&aws, &target, &change, &session, &journal, options.delete).await;
+                        execute(&aws, &target, &change, &recorder, &journal, options.delete).await;
                     (
                         change.address.clone(),
                         change.action,
@@ -302,7 +305,7 @@ async fn execute(
     aws: &Aws,
     target: &Target,
     change: &Change,
-    session: &Shared,
+    recorder: &Recorder,
     journal: &Journal,
     delete_options: DeleteOptions,
 ) -> Result<(), ExecError> {
@@ -316,7 +319,7 @@ async fn execute(
                     .intent(address, operation, &desired.physical_id)
                     .await?;
                 kinds::create(aws, target, desired).await?;
-                record(session, |doc| doc.record(desired)).await?;
+                recorder.record(|doc| doc.record(desired)).await?;
             }
             Action::Update => {
                 let desired = desired_of(change)?;
@@ -324,7 +327,7 @@ async fn execute(
                     Some(live) => kinds::update(aws, target, desired, live).await?,
                     None => kinds::create(aws, target, desired).await?,
                 }
-                record(session, |doc| doc.record(desired)).await?;
+                recorder.record(|doc| doc.record(desired)).await?;
             }
             Action::Replace => {
                 let desired = desired_of(change)?;
@@ -339,9 +342,9 @@ async fn execute(
                     delete_options,
                 )
                 .await?;
-                record(session, |doc| doc.forget(address)).await?;
+                recorder.record(|doc| doc.forget(address)).await?;
                 kinds::create(aws, target, desired).await?;
-                record(session, |doc| doc.record(desired)).await?;
+                recorder.record(|doc| doc.record(desired)).await?;
             }
             Action::Delete => {
                 if change.live.is_some() {
@@ -354,7 +357,7 @@ async fn execute(
                     )
                     .await?;
                 }
-                record(session, |doc| doc.forget(address)).await?;
+                recorder.record(|doc| doc.forget(address)).await?;
             }
             Action::NoOp => {}
         }
@@ -375,8 +378,54 @@ fn desired_of(change: &Change) -> Result<&crate::model::Resource, ExecError> {
     })
 }
 
-async fn record(session: &Shared, update: impl FnOnce(&mut StateDoc)) -> Result<(), StateError> {
-    let mut session = session.lock().await;
-    update(&mut session.doc);
-    session.commit().await
+/// Records outcomes in state with group commit: an outcome changes the document in memory at
+/// once, then waits for a write that includes it. Writes are one at a time (compare-and-swap
+/// on the last ETag), and each carries every outcome recorded before it started, so while one
+/// write is in flight the outcomes arriving meanwhile share the next, instead of each paying
+/// for its own write of the whole document.
+struct Recorder {
+    session: Shared,
+    /// Outcomes applied to the in-memory document so far.
+    updates: AtomicU64,
+    /// Held for the length of a write; holds how many outcomes state has.
+    written: Mutex<u64>,
+}
+
+impl Recorder {
+    fn new(session: Shared) -> Recorder {
+        Recorder {
+            session,
+            updates: AtomicU64::new(0),
+            written: Mutex::new(0),
+        }
+    }
+
+    /// Returns once state holds `update` (or the write that would have carried it failed).
+    async fn record(&self, update: impl FnOnce(&mut StateDoc)) -> Result<(), StateError> {
+        let mine = {
+            let mut session = self.session.lock().await;
+            update(&mut session.doc);
+            self.updates.fetch_add(1, Ordering::SeqCst) + 1
+        };
+        let mut written = self.written.lock().await;
+        if *written >= mine {
+            return Ok(());
+        }
+        let (mut doc, etag, store, upto) = {
+            let session = self.session.lock().await;
+            (
+                session.doc.clone(),
+                session.etag.clone(),
+                session.store.clone(),
+                self.updates.load(Ordering::SeqCst),
+            )
+        };
+        doc.serial += 1;
+        let new_etag = store.save(&doc, etag.as_deref()).await?;
+        let mut session = self.session.lock().await;
+        session.doc.serial = doc.serial;
+        session.etag = Some(new_etag);
+        *written = upto;
+        Ok(())
+    }
 }

@@ -171,7 +171,13 @@ pub fn fields(spec: &CrawlerSpec) -> Fields {
     fields
 }
 
-pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<LiveMap, AwsError> {
+/// Reads crawlers from GetCrawlers; tags as Glue databases' are (`glue_database::glue_tags`).
+pub async fn read(
+    aws: &Aws,
+    target: &Target,
+    targets: &[ReadTarget],
+    tag_index: &super::tag_index::TagIndex,
+) -> Result<LiveMap, AwsError> {
     let mut live = LiveMap::new();
     if targets.is_empty() {
         return Ok(live);
@@ -250,21 +256,12 @@ pub async fn read(aws: &Aws, target: &Target, targets: &[ReadTarget]) -> Result<
         .collect();
     let specs: Vec<(Address, Option<CrawlerSpec>)> = stream::iter(existing)
         .map(|(address, mut spec)| async move {
-            let tags = aws
-                .glue
-                .get_tags()
-                .resource_arn(arn(target, &spec.name))
-                .send()
-                .await
-                .map_err(failed("GetTags"))
-                .or_missing()?;
+            let tags =
+                super::glue_database::glue_tags(aws, &arn(target, &spec.name), tag_index).await?;
             Ok::<_, AwsError>((
                 address,
-                tags.map(|t| {
-                    spec.tags = t
-                        .tags()
-                        .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                        .unwrap_or_default();
+                tags.map(|tags| {
+                    spec.tags = tags;
                     spec
                 }),
             ))

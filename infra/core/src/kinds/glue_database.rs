@@ -75,6 +75,31 @@ pub fn fields(spec: &GlueDatabaseSpec) -> Fields {
     fields
 }
 
+/// The tags of the Glue database or crawler `arn`: from `tag_index` if it has them, else
+/// from GetTags; `None` if it is gone.
+pub(crate) async fn glue_tags(
+    aws: &Aws,
+    arn: &str,
+    tag_index: &super::tag_index::TagIndex,
+) -> Result<Option<BTreeMap<String, String>>, AwsError> {
+    if let Some(tags) = tag_index.get(arn) {
+        return Ok(Some(tags.clone()));
+    }
+    let out = aws
+        .glue
+        .get_tags()
+        .resource_arn(arn)
+        .send()
+        .await
+        .map_err(failed("GetTags"))
+        .or_missing()?;
+    Ok(out.map(|t| {
+        t.tags()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }))
+}
+
 /// Reads databases from GetDatabases; tags from `tag_index` where it has the database, else
 /// from GetTags.
 pub async fn read(
@@ -121,22 +146,7 @@ pub async fn read(
         .collect();
     let specs: Vec<(Address, Option<GlueDatabaseSpec>)> = stream::iter(existing)
         .map(|(address, name, description)| async move {
-            let tags = match tag_index.get(&arn(target, &name)) {
-                Some(tags) => Some(tags.clone()),
-                None => aws
-                    .glue
-                    .get_tags()
-                    .resource_arn(arn(target, &name))
-                    .send()
-                    .await
-                    .map_err(failed("GetTags"))
-                    .or_missing()?
-                    .map(|t| {
-                        t.tags()
-                            .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
-                            .unwrap_or_default()
-                    }),
-            };
+            let tags = glue_tags(aws, &arn(target, &name), tag_index).await?;
             Ok::<_, AwsError>((
                 address,
                 tags.map(|tags| GlueDatabaseSpec {

@@ -144,8 +144,8 @@ pub async fn read(
         .chain(&rotations)
         .map(|t| t.physical_id.as_str())
         .collect();
-    // Alarms, log groups, rules and Glue databases have no batch read of their tags but the
-    // tagging API's listing; it runs alongside the reads that do not need it.
+    // Alarms, log groups, rules, Glue databases and crawlers have no batch read of their tags
+    // but the tagging API's listing; it runs alongside the reads that do not need it.
     let tagged_reads = async {
         let loaded;
         let index = match tags {
@@ -153,7 +153,8 @@ pub async fn read(
             None if alarms.is_empty()
                 && logs.is_empty()
                 && rules.is_empty()
-                && databases.is_empty() =>
+                && databases.is_empty()
+                && crawlers.is_empty() =>
             {
                 loaded = tag_index::TagIndex::default();
                 &loaded
@@ -168,12 +169,13 @@ pub async fn read(
             alarm::read(aws, target, &alarms, index),
             rule::read(aws, &rules, index),
             glue_database::read(aws, target, &databases, index),
+            crawler::read(aws, target, &crawlers, index),
         )
     };
     let (
-        (logs, alarms, rules, databases),
+        (logs, alarms, rules, databases, crawlers),
         (buckets, roles, topics, lambdas, permissions, urls),
-        (tables, crawlers, workgroups, dashboards, listing),
+        (tables, workgroups, dashboards, listing),
     ) = tokio::try_join!(
         tagged_reads,
         async {
@@ -189,7 +191,6 @@ pub async fn read(
         async {
             tokio::try_join!(
                 glue_table::read(aws, &tables),
-                crawler::read(aws, target, &crawlers),
                 workgroup::read(aws, target, &workgroups),
                 dashboard::read(aws, &dashboards),
                 secret::SecretListing::load(aws, &secret_names),
