@@ -423,3 +423,35 @@ fn a_waiver_with_a_reason_lets_the_plan_through_and_is_shown() {
         run.all()
     );
 }
+
+#[test]
+fn timeouts_out_of_range_or_unknown_name_file_line_and_field() {
+    let run = plan_with(|t| {
+        format!("{t}\n[timeouts]\npropagation_seconds = 0\nready_seconds = 7200\n")
+    });
+    let edited_lines =
+        std::fs::read_to_string(testkit::workspace_root().join("stacks/envs/local.toml"))
+            .unwrap()
+            .lines()
+            .count();
+    // The appended table starts after a blank line: its keys are the next two lines.
+    for (offset, field, says) in [
+        (3, "timeouts.propagation_seconds", "0 s"),
+        (4, "timeouts.ready_seconds", "7200 s"),
+    ] {
+        let line = edited_lines + offset;
+        assert!(
+            run.stderr.contains(&format!("local.toml:{line}:"))
+                && run.stderr.contains(field)
+                && run.stderr.contains(says),
+            "{field}: {}",
+            run.all()
+        );
+    }
+    let run = plan_with(|t| format!("{t}\n[timeouts]\npropagation = 30\n"));
+    assert!(
+        run.stderr.contains("propagation") && run.stderr.contains("timeouts"),
+        "{}",
+        run.all()
+    );
+}

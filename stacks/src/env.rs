@@ -59,7 +59,25 @@ pub struct Env {
     /// instead of the defaults in `infra_core::rate_limit::SERVICES`.
     #[serde(default)]
     pub rate_limits: std::collections::BTreeMap<String, Spanned<f64>>,
+    /// Optional: how long the engine waits for AWS to settle (`[timeouts]`).
+    #[serde(default)]
+    pub timeouts: Timeouts,
 }
+
+/// `[timeouts]`: bounds of the engine's waits, in seconds. `propagation_seconds` (default 120,
+/// the Terraform AWS provider's) bounds retries of what AWS settles on its own: a role IAM has
+/// not propagated yet, a Lambda function busy updating, a name still being deleted, a
+/// concurrent modification. `ready_seconds` (default 300) bounds waits for a Lambda function to
+/// become ready and for a running Glue crawl to end.
+#[derive(Clone, Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Timeouts {
+    pub propagation_seconds: Option<Spanned<u64>>,
+    pub ready_seconds: Option<Spanned<u64>>,
+}
+
+/// The longest bound `[timeouts]` accepts: an hour.
+const MAX_TIMEOUT_SECONDS: u64 = 3600;
 
 /// An exception to one policy rule for one resource: `[[waivers]]` with `resource`
 /// (an address such as `log_group.collector`), `rule` (e.g. `LOGS-RETENTION`) and `reason`.
@@ -753,6 +771,26 @@ impl Env {
             }
         }
         let mut alarm_names = std::collections::BTreeSet::new();
+        for (value, field) in [
+            (
+                &self.timeouts.propagation_seconds,
+                "timeouts.propagation_seconds",
+            ),
+            (&self.timeouts.ready_seconds, "timeouts.ready_seconds"),
+        ] {
+            if let Some(value) = value
+                && !(1..=MAX_TIMEOUT_SECONDS).contains(value.get_ref())
+            {
+                problem(
+                    value.span(),
+                    field,
+                    format!(
+                        "{} s: from 1 to {MAX_TIMEOUT_SECONDS} seconds",
+                        value.get_ref()
+                    ),
+                );
+            }
+        }
         for (service, rate) in &self.rate_limits {
             if let Err(message) = infra_core::rate_limit::validate(service, *rate.get_ref()) {
                 problem(rate.span(), &format!("rate_limits.{service}"), message);
@@ -926,6 +964,20 @@ impl Env {
             Ok(())
         } else {
             Err(EnvErrors(problems))
+        }
+    }
+
+    /// How long the engine waits for AWS to settle: `[timeouts]`, else the defaults.
+    pub fn patience(&self) -> infra_core::eventual::Patience {
+        let default = infra_core::eventual::Patience::DEFAULT;
+        let seconds = |v: &Option<Spanned<u64>>, fallback: std::time::Duration| {
+            v.as_ref()
+                .map(|v| std::time::Duration::from_secs(*v.get_ref()))
+                .unwrap_or(fallback)
+        };
+        infra_core::eventual::Patience {
+            propagation: seconds(&self.timeouts.propagation_seconds, default.propagation),
+            ready: seconds(&self.timeouts.ready_seconds, default.ready),
         }
     }
 

@@ -324,7 +324,7 @@ async fn execute(
             Action::Update => {
                 let desired = desired_of(change)?;
                 match &change.live {
-                    Some(live) => kinds::update(aws, target, desired, live).await?,
+                    Some(live) => kinds::update(aws, target, desired, live, change.adopt).await?,
                     None => kinds::create(aws, target, desired).await?,
                 }
                 recorder.record(|doc| doc.record(desired)).await?;

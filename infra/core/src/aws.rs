@@ -129,6 +129,8 @@ pub struct Aws {
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub calls: CallCounter,
     pub region: String,
+    /// How long kinds wait for AWS to settle (propagation, readiness).
+    pub patience: crate::eventual::Patience,
 }
 
 /// How many times the SDK tries one call (first try included) on throttling, 5xx and
@@ -238,6 +240,7 @@ impl Aws {
             events,
             calls,
             region: region.to_string(),
+            patience: crate::eventual::Patience::default(),
         }
     }
 }
@@ -257,19 +260,43 @@ impl AwsError {
         self.code == code
     }
 
-    pub fn is_not_found(&self) -> bool {
-        self.http_status == Some(404)
-            || matches!(
-                self.code.as_str(),
-                "NoSuchEntity"
-                    | "NoSuchBucket"
-                    | "NotFound"
-                    | "NoSuchKey"
-                    | "ResourceNotFoundException"
-                    | "ResourceNotFound"
-                    | "NotFoundException"
-                    | "EntityNotFoundException"
-            )
+    /// Whether the code is `code` and the message contains `words`.
+    pub fn says(&self, code: &str, words: &str) -> bool {
+        self.code == code && self.message.contains(words)
+    }
+}
+
+/// How one AWS call says "there is no such resource": its error codes, and, where not-found
+/// shares a code with other errors (Athena's `InvalidRequestException`), the words that tell
+/// them apart. Each kind declares one per call it reads or deletes with, citing
+/// `aws-behaviors.md`; nothing is taken as missing by HTTP status alone. Codes are the wire
+/// codes the SDK reports (`ProvideErrorMetadata::code`), which moto and AWS share.
+#[derive(Clone, Copy, Debug)]
+pub struct NotFound {
+    codes: &'static [&'static str],
+    messages: &'static [&'static str],
+}
+
+impl NotFound {
+    /// Any of `codes` means missing.
+    pub const fn codes(codes: &'static [&'static str]) -> NotFound {
+        NotFound {
+            codes,
+            messages: &[],
+        }
+    }
+
+    /// One of `codes` with a message containing one of `messages` means missing.
+    pub const fn saying(
+        codes: &'static [&'static str],
+        messages: &'static [&'static str],
+    ) -> NotFound {
+        NotFound { codes, messages }
+    }
+
+    pub fn matches(&self, error: &AwsError) -> bool {
+        self.codes.contains(&error.code.as_str())
+            && (self.messages.is_empty() || self.messages.iter().any(|m| error.message.contains(m)))
     }
 }
 
@@ -349,16 +376,16 @@ impl AwsError {
     }
 }
 
-/// Reading or deleting something that may not exist: not-found becomes `None`.
+/// Reading or deleting something that may not exist: the call's not-found becomes `None`.
 pub trait OrMissing<T> {
-    fn or_missing(self) -> Result<Option<T>, AwsError>;
+    fn or_missing(self, not_found: NotFound) -> Result<Option<T>, AwsError>;
 }
 
 impl<T> OrMissing<T> for Result<T, AwsError> {
-    fn or_missing(self) -> Result<Option<T>, AwsError> {
+    fn or_missing(self, not_found: NotFound) -> Result<Option<T>, AwsError> {
         match self {
             Ok(value) => Ok(Some(value)),
-            Err(e) if e.is_not_found() => Ok(None),
+            Err(e) if not_found.matches(&e) => Ok(None),
             Err(e) => Err(e),
         }
     }

@@ -9,8 +9,10 @@ use serde_json::Value;
 
 use std::collections::BTreeMap;
 
+use crate::aws::{Aws, AwsError};
 use crate::kinds::tag_index::TagIndex;
-use crate::model::{Address, TAG_ADDRESS};
+use crate::kinds::{self, ReadTarget};
+use crate::model::{Address, TAG_ADDRESS, Target};
 use crate::plan::{Action, Plan, SecretStatus};
 use crate::state::{StateDoc, StateEntry};
 
@@ -89,6 +91,47 @@ pub fn find_orphans(tagged: &TagIndex, state: Option<&StateDoc>) -> Vec<Orphan> 
         .collect();
     orphans.sort_by(|a, b| a.arn.cmp(&b.arn));
     orphans
+}
+
+/// The orphans that exist when read directly. The tagging API's listing lags behind writes:
+/// a resource deleted moments ago is still listed (Resource Groups Tagging API,
+/// GetResources), so each candidate is read with its own kind's call first. A candidate whose
+/// kind its ARN does not tell is reported as listed.
+pub async fn confirm_orphans(
+    aws: &Aws,
+    target: &Target,
+    orphans: Vec<Orphan>,
+) -> Result<Vec<Orphan>, AwsError> {
+    let mut reads = Vec::new();
+    let mut addresses = Vec::new();
+    for (i, orphan) in orphans.iter().enumerate() {
+        let address = kinds::identify(&orphan.arn).map(|(kind, physical_id)| {
+            let address = Address::new(kind, format!("orphan-{i}"));
+            // Not in state: where a listing (ListSecrets) still shows it, it is read directly.
+            reads.push(ReadTarget {
+                address: address.clone(),
+                physical_id,
+                known: false,
+            });
+            address
+        });
+        addresses.push(address);
+    }
+    if reads.is_empty() {
+        return Ok(orphans);
+    }
+    // No index: tags are read per candidate, not from the lagging listing again.
+    let no_index = TagIndex::default();
+    let live = Box::pin(kinds::read(aws, target, &reads, Some(&no_index))).await?;
+    Ok(orphans
+        .into_iter()
+        .zip(addresses)
+        .filter(|(_, address)| match address {
+            Some(address) => live.get(address).is_some_and(Option::is_some),
+            None => true,
+        })
+        .map(|(orphan, _)| orphan)
+        .collect())
 }
 
 impl DriftReport {

@@ -5,6 +5,7 @@ pub mod apply;
 pub mod aws;
 pub mod compliance;
 pub mod drift;
+pub mod eventual;
 pub mod graph;
 pub mod kinds;
 pub mod model;

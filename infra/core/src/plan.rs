@@ -256,6 +256,7 @@ pub async fn refresh(
             ReadTarget {
                 address: r.address.clone(),
                 physical_id: r.physical_id.clone(),
+                known: state.is_some_and(|s| s.resources.contains_key(&r.address)),
             },
         );
     }
@@ -266,6 +267,7 @@ pub async fn refresh(
                 .or_insert_with(|| ReadTarget {
                     address: address.clone(),
                     physical_id: entry.physical_id.clone(),
+                    known: true,
                 });
         }
     }
@@ -468,6 +470,7 @@ pub async fn changed_since(aws: &Aws, plan: &Plan) -> Result<Vec<Address>, AwsEr
         .map(|c| ReadTarget {
             address: c.address.clone(),
             physical_id: c.physical_id.clone(),
+            known: c.live.is_some(),
         })
         .collect();
     if targets.is_empty() {

@@ -121,7 +121,8 @@ impl Context {
         plan::validate(&stack).with_context(|| format!("stack for env `{name}`"))?;
         let limits = RateLimits::new(&env.rate_limit_overrides())
             .map_err(|e| anyhow!("rate_limits: {e}"))?;
-        let aws = Aws::connect_limited(&stack.target.region, &limits).await;
+        let mut aws = Aws::connect_limited(&stack.target.region, &limits).await;
+        aws.patience = env.patience();
         let store = StateStore::new(aws.clone(), stack.target.state.clone());
         Ok(Context {
             workspace,

@@ -24,7 +24,9 @@ pub async fn run(paths: &Paths, args: DriftArgs, used: &mut Option<Context>) -> 
         )
         .await?;
     let mut report = DriftReport::from_plan(&plan, stored.doc.as_ref());
-    report.orphans = infra_core::drift::find_orphans(&tagged, stored.doc.as_ref());
+    let candidates = infra_core::drift::find_orphans(&tagged, stored.doc.as_ref());
+    report.orphans =
+        infra_core::drift::confirm_orphans(&ctx.aws, &ctx.stack.target, candidates).await?;
     args.outputs.emit(args.format, |format| {
         Ok(match format {
             Format::Text => render::drift_text(&report),

@@ -328,8 +328,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 }
 
 pub fn init_logging() {
+    // Waits for AWS to settle (`infra::wait`) show by default: an apply that pauses says why.
     let filter = tracing_subscriber::EnvFilter::try_from_env("INFRA_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,infra::wait=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

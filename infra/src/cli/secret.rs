@@ -25,7 +25,7 @@ pub async fn run(
                 .map_err(|e| anyhow!("secret `{name}` ({}): {e}", spec.name))?;
             match secret::put_value(&ctx.aws, &spec.name, value).await {
                 Ok(()) => {}
-                Err(e) if e.is_not_found() => bail!(
+                Err(e) if secret::NOT_FOUND.matches(&e) => bail!(
                     "secret `{name}` ({}) does not exist yet: run `infra apply --env {}` first",
                     spec.name,
                     env.name
@@ -52,7 +52,8 @@ pub async fn run(
                 })
                 .collect();
             let names: BTreeSet<&str> = declared.iter().map(|(_, s)| s.name.as_str()).collect();
-            let listing = SecretListing::load(&ctx.aws, &names).await?;
+            // Every declared secret is confirmed directly where the listing lacks it.
+            let listing = SecretListing::load(&ctx.aws, &names, &names).await?;
             for (short, spec) in declared {
                 let status = match listing.secrets.get(&spec.name) {
                     None => "not created yet".to_string(),

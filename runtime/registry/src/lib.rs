@@ -218,7 +218,9 @@ impl Registry {
         Ok(Some((value, etag)))
     }
 
-    /// Writes `body` at `key` if `condition` holds; `Ok(false)` when it does not (412).
+    /// Writes `body` at `key` if `condition` holds; `Ok(false)` when it does not (412). A 409
+    /// `ConditionalRequestConflict` (another conditional write in flight) is not an answer:
+    /// S3 says to retry it, which this does a few times with backoff.
     async fn put_if(
         &self,
         key: &str,
@@ -226,23 +228,35 @@ impl Registry {
         content_type: &str,
         condition: Condition,
     ) -> Result<bool, RegistryError> {
-        let request = self
-            .s3
-            .put_object()
-            .bucket(&self.bucket)
-            .key(key)
-            .content_type(content_type)
-            .body(body.into());
-        let request = match condition {
-            Condition::Absent => request.if_none_match("*"),
-            Condition::Etag(etag) => request.if_match(etag),
-        };
-        match request.send().await {
-            Ok(_) => Ok(true),
-            Err(SdkError::ServiceError(e)) if matches!(e.raw().status().as_u16(), 409 | 412) => {
-                Ok(false)
+        const ATTEMPTS: u32 = 6;
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let request = self
+                .s3
+                .put_object()
+                .bucket(&self.bucket)
+                .key(key)
+                .content_type(content_type)
+                .body(body.clone().into());
+            let request = match &condition {
+                Condition::Absent => request.if_none_match("*"),
+                Condition::Etag(etag) => request.if_match(etag),
+            };
+            match request.send().await {
+                Ok(_) => return Ok(true),
+                Err(SdkError::ServiceError(e)) if e.raw().status().as_u16() == 412 => {
+                    return Ok(false);
+                }
+                Err(SdkError::ServiceError(e))
+                    if e.raw().status().as_u16() == 409 && attempt < ATTEMPTS =>
+                {
+                    let wait = std::time::Duration::from_millis(100 << attempt);
+                    tracing::info!(key, ?wait, "conditional write in conflict; retrying");
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(self.s3_error("PutObject", key)(e)),
             }
-            Err(e) => Err(self.s3_error("PutObject", key)(e)),
         }
     }
 

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
 use crate::model::{Address, Kind, KindSpec, Ref, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
@@ -737,7 +737,12 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
         .send()
         .await
         .map_err(failed("DeleteAlarms"))
-        .or_missing()?;
+        // aws-behaviors.md, aws_cloudwatch_metric_alarm: DeleteAlarms ignores
+        // `ResourceNotFoundException` (wire code `ResourceNotFound`).
+        .or_missing(NotFound::codes(&[
+            "ResourceNotFound",
+            "ResourceNotFoundException",
+        ]))?;
     Ok(())
 }
 

@@ -18,10 +18,35 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{DeleteOptions, Fields, Invalid, LiveMap, OpError, ReadTarget, tag_fields};
-use crate::aws::{Aws, AwsError, failed};
+use crate::aws::{Aws, AwsError, NotFound, failed};
+use crate::eventual::Transient;
 use crate::model::{Kind, KindSpec, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
+
+/// aws-behaviors.md, aws_s3_bucket, Not found: `NoSuchBucket` from any call.
+const NO_BUCKET: NotFound = NotFound::codes(&["NoSuchBucket"]);
+/// aws-behaviors.md, aws_s3_bucket, "Absent" codes per sub-call: no configuration of that
+/// kind, not an error.
+const NO_ENCRYPTION: NotFound =
+    NotFound::codes(&["ServerSideEncryptionConfigurationNotFoundError"]);
+const NO_PUBLIC_ACCESS_BLOCK: NotFound = NotFound::codes(&["NoSuchPublicAccessBlockConfiguration"]);
+const NO_LIFECYCLE: NotFound = NotFound::codes(&["NoSuchLifecycleConfiguration"]);
+const NO_TAGS: NotFound = NotFound::codes(&["NoSuchTagSet"]);
+
+/// aws-behaviors.md, aws_s3_bucket, Retries: CreateBucket is retried on `OperationAborted`
+/// (a bucket of that name deleted moments ago).
+fn create_aborted(e: &AwsError) -> Option<&'static str> {
+    e.is("OperationAborted")
+        .then_some("the name of a bucket deleted moments ago is not free yet")
+}
+
+/// aws-behaviors.md, aws_s3_bucket, Retries: right after CreateBucket the configuration Puts
+/// retry `NoSuchBucket` (and `OperationAborted`) until the new bucket is visible.
+fn new_bucket_settling(e: &AwsError) -> Option<&'static str> {
+    (e.is("NoSuchBucket") || e.is("OperationAborted"))
+        .then_some("S3 eventual consistency: the new bucket is not visible yet")
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BucketSpec {
@@ -316,9 +341,11 @@ pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError
         return Ok(live);
     }
     let existing = list_buckets(aws).await?;
+    // ListBuckets is eventually consistent: a bucket state knows is read directly even when
+    // the listing lacks it (its reads then say NoSuchBucket if it is really gone).
     let found: Vec<&ReadTarget> = targets
         .iter()
-        .filter(|t| existing.contains(&t.physical_id))
+        .filter(|t| existing.contains(&t.physical_id) || t.known)
         .collect();
     for t in targets {
         live.insert(t.address.clone(), None);
@@ -373,9 +400,11 @@ async fn read_one(aws: &Aws, name: &str) -> Result<Option<BucketSpec>, AwsError>
         s3.get_bucket_lifecycle_configuration().bucket(name).send(),
         s3.get_bucket_tagging().bucket(name).send(),
     );
+    // A sub-call's NoSuchBucket means the bucket is gone; its own "absent" code means no
+    // configuration of that kind.
     let versioning = match versioning.map_err(failed("GetBucketVersioning")) {
         Ok(v) => v,
-        Err(e) if e.is("NoSuchBucket") => return Ok(None),
+        Err(e) if NO_BUCKET.matches(&e) => return Ok(None),
         Err(e) => return Err(e),
     };
     let encryption = match encryption.map_err(failed("GetBucketEncryption")) {
@@ -394,12 +423,8 @@ async fn read_one(aws: &Aws, name: &str) -> Result<Option<BucketSpec>, AwsError>
                     })
             })
             .unwrap_or(Encryption::None),
-        Err(e)
-            if e.is("ServerSideEncryptionConfigurationNotFoundError")
-                || e.http_status == Some(404) =>
-        {
-            Encryption::None
-        }
+        Err(e) if NO_BUCKET.matches(&e) => return Ok(None),
+        Err(e) if NO_ENCRYPTION.matches(&e) => Encryption::None,
         Err(e) => return Err(e),
     };
     let public_access_block = match pab.map_err(failed("GetPublicAccessBlock")) {
@@ -412,12 +437,14 @@ async fn read_one(aws: &Aws, name: &str) -> Result<Option<BucketSpec>, AwsError>
                 restrict_public_buckets: c.restrict_public_buckets().unwrap_or(false),
             })
             .unwrap_or(PublicAccessBlock::NONE),
-        Err(e) if e.http_status == Some(404) => PublicAccessBlock::NONE,
+        Err(e) if NO_BUCKET.matches(&e) => return Ok(None),
+        Err(e) if NO_PUBLIC_ACCESS_BLOCK.matches(&e) => PublicAccessBlock::NONE,
         Err(e) => return Err(e),
     };
     let lifecycle_rules = match lifecycle.map_err(failed("GetBucketLifecycleConfiguration")) {
         Ok(out) => out.rules().iter().map(rule_from_aws).collect(),
-        Err(e) if e.http_status == Some(404) => Vec::new(),
+        Err(e) if NO_BUCKET.matches(&e) => return Ok(None),
+        Err(e) if NO_LIFECYCLE.matches(&e) => Vec::new(),
         Err(e) => return Err(e),
     };
     let tags = match tagging.map_err(failed("GetBucketTagging")) {
@@ -426,7 +453,8 @@ async fn read_one(aws: &Aws, name: &str) -> Result<Option<BucketSpec>, AwsError>
             .iter()
             .map(|t| (t.key().to_string(), t.value().to_string()))
             .collect(),
-        Err(e) if e.http_status == Some(404) => BTreeMap::new(),
+        Err(e) if NO_BUCKET.matches(&e) => return Ok(None),
+        Err(e) if NO_TAGS.matches(&e) => BTreeMap::new(),
         Err(e) => return Err(e),
     };
     let mut lifecycle_rules: Vec<LifecycleRule> = lifecycle_rules;
@@ -483,32 +511,59 @@ pub async fn create(aws: &Aws, target: &Target, spec: &BucketSpec) -> Result<(),
                 .build(),
         );
     }
-    match request.send().await.map_err(failed("CreateBucket")) {
+    let bound = aws.patience.propagation;
+    let created = crate::eventual::retry(&spec.name, bound, create_aborted as Transient, || {
+        let request = request.clone();
+        async move { request.send().await.map_err(failed("CreateBucket")) }
+    })
+    .await;
+    match created {
         Ok(_) => {}
         // Ours already (an earlier, interrupted apply created it): configure it below.
-        Err(e) if e.is("BucketAlreadyOwnedByYou") => {}
+        Err(crate::eventual::RetryError::Aws(e)) if e.is("BucketAlreadyOwnedByYou") => {}
         Err(e) => return Err(e.into()),
     }
+    let settle = new_bucket_settling as Transient;
     // Public access is blocked before anything else can be written.
-    put_public_access_block(aws, spec).await?;
-    put_encryption(aws, spec).await?;
-    put_tags(aws, spec).await?;
+    super::retry_op(&spec.name, bound, settle, || {
+        put_public_access_block(aws, spec)
+    })
+    .await?;
+    super::retry_op(&spec.name, bound, settle, || put_encryption(aws, spec)).await?;
+    super::retry_op(&spec.name, bound, settle, || put_tags(aws, spec)).await?;
     if spec.versioning {
-        put_versioning(aws, spec).await?;
+        super::retry_op(&spec.name, bound, settle, || put_versioning(aws, spec)).await?;
     }
-    put_lifecycle(aws, spec).await?;
+    super::retry_op(&spec.name, bound, settle, || put_lifecycle(aws, spec)).await?;
     Ok(())
 }
 
-pub async fn update(aws: &Aws, desired: &BucketSpec, live: &BucketSpec) -> Result<(), OpError> {
+/// Brings the bucket to `desired`. On a bucket `just_created` (by an interrupted apply), the
+/// Puts wait out a new bucket's settling as create's do.
+pub async fn update(
+    aws: &Aws,
+    desired: &BucketSpec,
+    live: &BucketSpec,
+    just_created: bool,
+) -> Result<(), OpError> {
+    let bound = if just_created {
+        aws.patience.propagation
+    } else {
+        std::time::Duration::ZERO
+    };
+    let settle = new_bucket_settling as Transient;
+    let name = &desired.name;
     if desired.public_access_block != live.public_access_block {
-        put_public_access_block(aws, desired).await?;
+        super::retry_op(name, bound, settle, || {
+            put_public_access_block(aws, desired)
+        })
+        .await?;
     }
     if desired.encryption != live.encryption {
-        put_encryption(aws, desired).await?;
+        super::retry_op(name, bound, settle, || put_encryption(aws, desired)).await?;
     }
     if desired.versioning != live.versioning {
-        put_versioning(aws, desired).await?;
+        super::retry_op(name, bound, settle, || put_versioning(aws, desired)).await?;
     }
     let desired_fields = fields(desired);
     let live_fields = fields(live);
@@ -519,14 +574,14 @@ pub async fn update(aws: &Aws, desired: &BucketSpec, live: &BucketSpec) -> Resul
             .iter()
             .filter(|(k, _)| k.starts_with("lifecycle_rules.")));
     if lifecycle_differs {
-        put_lifecycle(aws, desired).await?;
+        super::retry_op(name, bound, settle, || put_lifecycle(aws, desired)).await?;
     }
     let tags_differ = desired_fields
         .iter()
         .filter(|(k, _)| k.starts_with("tags."))
         .ne(live_fields.iter().filter(|(k, _)| k.starts_with("tags.")));
     if tags_differ {
-        put_tags(aws, desired).await?;
+        super::retry_op(name, bound, settle, || put_tags(aws, desired)).await?;
     }
     Ok(())
 }

@@ -1,9 +1,13 @@
 //! Glue crawlers: S3 targets, database, table prefix, schedule, schema change and recrawl
 //! policies, role, tags.
 //!
-//! Read: GetCrawlers (paged) answers every crawler, then tags per crawler. Changes use the
-//! real update calls (UpdateCrawler, which also sets the schedule). The emulator does not
-//! implement UpdateCrawler: against it, only create, read and delete are exercised.
+//! Read: GetCrawlers (paged) answers every crawler, then tags per crawler. Glue returns the
+//! role as a name whatever it was given (aws-behaviors.md, aws_glue_crawler), so the role is
+//! compared by name. Changes use the real update calls (UpdateCrawler, which also sets the
+//! schedule), sent only when a field other than the tags differs. Create and update wait out
+//! IAM propagation of a new role; an update or delete waits for a running crawl to end (a
+//! delete stops it first). The emulator does not implement UpdateCrawler: against it, only
+//! create, read and delete are exercised.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -15,8 +19,10 @@ use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use super::glue_database::NOT_FOUND;
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, tag_fields};
 use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::eventual::{self, Transient};
 use crate::model::{Address, GlueDatabaseSpec, Kind, KindSpec, Ref, RoleSpec, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
@@ -141,9 +147,52 @@ pub fn validate(spec: &CrawlerSpec) -> Vec<Invalid> {
     problems
 }
 
+/// A role's name from its ARN (`arn:aws:iam::<account>:role/<path/>name`) or name: Glue
+/// answers the name whatever it was given.
+pub fn role_name(role: &str) -> &str {
+    if role.starts_with("arn:") {
+        role.rsplit('/').next().unwrap_or(role)
+    } else {
+        role
+    }
+}
+
+/// aws-behaviors.md, aws_glue_crawler, Retries: CreateCrawler and UpdateCrawler retry these
+/// `InvalidInputException`s while IAM (or Lake Formation) propagates a new role's grants.
+fn propagating(e: &AwsError) -> Option<&'static str> {
+    const WORDS: &[&str] = &[
+        "Service is unable to assume",
+        "verify role's TrustPolicy",
+        "verify the role's TrustPolicy",
+        "is not authorized",
+        "Insufficient Lake Formation permission",
+    ];
+    let sqs = e.message.contains("SQS queue")
+        && e.message
+            .contains("does not exist or the role provided does not have access to it");
+    (e.is("InvalidInputException") && (sqs || WORDS.iter().any(|w| e.message.contains(w))))
+        .then_some("IAM propagation: role not yet assumable by Glue")
+}
+
+/// An update or a delete of a crawler that is running waits for the crawl to end.
+fn running(e: &AwsError) -> Option<&'static str> {
+    propagating(e).or_else(|| {
+        matches!(
+            e.code.as_str(),
+            "CrawlerRunningException"
+                | "CrawlerStoppingException"
+                | "SchedulerTransitioningException"
+        )
+        .then_some("the crawler is running")
+    })
+}
+
 pub fn fields(spec: &CrawlerSpec) -> Fields {
     let mut fields = Fields::from([
-        ("role".to_string(), Value::String(spec.role_arn.clone())),
+        (
+            "role".to_string(),
+            Value::String(role_name(&spec.role_arn).to_string()),
+        ),
         ("database".to_string(), Value::String(spec.database.clone())),
         (
             "description".to_string(),
@@ -198,45 +247,7 @@ pub async fn read(
             if !wanted.contains(name) {
                 continue;
             }
-            let policy = c.schema_change_policy();
-            found.insert(
-                name.to_string(),
-                CrawlerSpec {
-                    name: name.to_string(),
-                    role_arn: c.role().unwrap_or_default().to_string(),
-                    database: c.database_name().unwrap_or_default().to_string(),
-                    description: c.description().unwrap_or_default().to_string(),
-                    s3_targets: c
-                        .targets()
-                        .map(|t| {
-                            t.s3_targets()
-                                .iter()
-                                .filter_map(|s| s.path().map(str::to_string))
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    table_prefix: c.table_prefix().unwrap_or_default().to_string(),
-                    schedule: c
-                        .schedule()
-                        .and_then(|s| s.schedule_expression())
-                        .map(str::to_string),
-                    update_behavior: policy
-                        .and_then(|p| p.update_behavior())
-                        .map(|b| b.as_str().to_string())
-                        .unwrap_or_default(),
-                    delete_behavior: policy
-                        .and_then(|p| p.delete_behavior())
-                        .map(|b| b.as_str().to_string())
-                        .unwrap_or_default(),
-                    recrawl_behavior: c
-                        .recrawl_policy()
-                        .and_then(|p| p.recrawl_behavior())
-                        .map(|b| b.as_str().to_string())
-                        .unwrap_or_else(|| "CRAWL_EVERYTHING".into()),
-                    tags: BTreeMap::new(),
-                    references: BTreeSet::new(),
-                },
-            );
+            found.insert(name.to_string(), from_crawler(c));
         }
         match page.next_token() {
             Some(next) if !next.is_empty() => token = Some(next.to_string()),
@@ -275,6 +286,48 @@ pub async fn read(
     Ok(live)
 }
 
+/// A crawler as Glue answers it, without tags.
+fn from_crawler(c: &aws_sdk_glue::types::Crawler) -> CrawlerSpec {
+    let policy = c.schema_change_policy();
+    CrawlerSpec {
+        name: c.name().unwrap_or_default().to_string(),
+        role_arn: c.role().unwrap_or_default().to_string(),
+        database: c.database_name().unwrap_or_default().to_string(),
+        description: c.description().unwrap_or_default().to_string(),
+        s3_targets: c
+            .targets()
+            .map(|t| {
+                t.s3_targets()
+                    .iter()
+                    .filter_map(|s| s.path().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default(),
+        table_prefix: c.table_prefix().unwrap_or_default().to_string(),
+        // No schedule reads as "" after an update that cleared it.
+        schedule: c
+            .schedule()
+            .and_then(|s| s.schedule_expression())
+            .filter(|s| !s.is_empty())
+            .map(str::to_string),
+        update_behavior: policy
+            .and_then(|p| p.update_behavior())
+            .map(|b| b.as_str().to_string())
+            .unwrap_or_default(),
+        delete_behavior: policy
+            .and_then(|p| p.delete_behavior())
+            .map(|b| b.as_str().to_string())
+            .unwrap_or_default(),
+        recrawl_behavior: c
+            .recrawl_policy()
+            .and_then(|p| p.recrawl_behavior())
+            .map(|b| b.as_str().to_string())
+            .unwrap_or_else(|| "CRAWL_EVERYTHING".into()),
+        tags: BTreeMap::new(),
+        references: BTreeSet::new(),
+    }
+}
+
 fn targets(spec: &CrawlerSpec) -> CrawlerTargets {
     CrawlerTargets::builder()
         .set_s3_targets(Some(
@@ -300,32 +353,65 @@ fn recrawl(spec: &CrawlerSpec) -> RecrawlPolicy {
 }
 
 pub async fn create(aws: &Aws, target: &Target, spec: &CrawlerSpec) -> Result<(), OpError> {
-    let created = aws
-        .glue
-        .create_crawler()
-        .name(&spec.name)
-        .role(&spec.role_arn)
-        .database_name(&spec.database)
-        .description(&spec.description)
-        .targets(targets(spec))
-        .table_prefix(&spec.table_prefix)
-        .set_schedule(spec.schedule.clone())
-        .schema_change_policy(policy(spec))
-        .recrawl_policy(recrawl(spec))
-        .set_tags(Some(spec.tags.clone().into_iter().collect()))
-        .send()
-        .await
-        .map_err(failed("CreateCrawler"));
+    let created = eventual::retry(
+        &spec.name,
+        aws.patience.propagation,
+        propagating as Transient,
+        || async {
+            aws.glue
+                .create_crawler()
+                .name(&spec.name)
+                .role(&spec.role_arn)
+                .database_name(&spec.database)
+                .description(&spec.description)
+                .targets(targets(spec))
+                .table_prefix(&spec.table_prefix)
+                .set_schedule(spec.schedule.clone())
+                .schema_change_policy(policy(spec))
+                .recrawl_policy(recrawl(spec))
+                .set_tags(Some(spec.tags.clone().into_iter().collect()))
+                .send()
+                .await
+                .map_err(failed("CreateCrawler"))
+        },
+    )
+    .await;
     match created {
         Ok(_) => Ok(()),
-        Err(e) if e.is("AlreadyExistsException") => {
-            let mut empty = spec.clone();
-            empty.tags.clear();
-            empty.description.push('\u{0}');
-            update(aws, target, spec, &empty).await
+        // Created by an interrupted apply: converge it like an update.
+        Err(e) if e.aws().is("AlreadyExistsException") => {
+            let live = read_one(aws, target, &spec.name)
+                .await?
+                .ok_or_else(|| OpError::from(e.clone()))?;
+            update(aws, target, spec, &live).await
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// One crawler by name (GetCrawler) with its tags; `None` if it is gone.
+async fn read_one(aws: &Aws, target: &Target, name: &str) -> Result<Option<CrawlerSpec>, AwsError> {
+    let Some(out) = aws
+        .glue
+        .get_crawler()
+        .name(name)
+        .send()
+        .await
+        .map_err(failed("GetCrawler"))
+        .or_missing(NOT_FOUND)?
+    else {
+        return Ok(None);
+    };
+    let Some(crawler) = out.crawler() else {
+        return Ok(None);
+    };
+    let mut spec = from_crawler(crawler);
+    let no_index = super::tag_index::TagIndex::default();
+    match super::glue_database::glue_tags(aws, &arn(target, name), &no_index).await? {
+        Some(tags) => spec.tags = tags,
+        None => return Ok(None),
+    }
+    Ok(Some(spec))
 }
 
 pub async fn update(
@@ -334,35 +420,76 @@ pub async fn update(
     desired: &CrawlerSpec,
     live: &CrawlerSpec,
 ) -> Result<(), OpError> {
-    let mut desired_untagged = desired.clone();
-    desired_untagged.tags = live.tags.clone();
-    if &desired_untagged != live {
-        aws.glue
-            .update_crawler()
-            .name(&desired.name)
-            .role(&desired.role_arn)
-            .database_name(&desired.database)
-            .description(&desired.description)
-            .targets(targets(desired))
-            .table_prefix(&desired.table_prefix)
-            .schedule(desired.schedule.clone().unwrap_or_default())
-            .schema_change_policy(policy(desired))
-            .recrawl_policy(recrawl(desired))
-            .send()
-            .await
-            .map_err(failed("UpdateCrawler"))?;
+    // Compared as the plan compares them (canonical fields, role by name), so that a tag
+    // change alone never sends UpdateCrawler (which a running crawler refuses).
+    let untagged = |spec: &CrawlerSpec| {
+        let mut fields = fields(spec);
+        fields.retain(|k, _| !k.starts_with("tags."));
+        fields
+    };
+    if untagged(desired) != untagged(live) {
+        eventual::retry(
+            &desired.name,
+            aws.patience.ready,
+            running as Transient,
+            || async {
+                aws.glue
+                    .update_crawler()
+                    .name(&desired.name)
+                    .role(&desired.role_arn)
+                    .database_name(&desired.database)
+                    .description(&desired.description)
+                    .targets(targets(desired))
+                    .table_prefix(&desired.table_prefix)
+                    .schedule(desired.schedule.clone().unwrap_or_default())
+                    .schema_change_policy(policy(desired))
+                    .recrawl_policy(recrawl(desired))
+                    .send()
+                    .await
+                    .map_err(failed("UpdateCrawler"))
+            },
+        )
+        .await?;
     }
     super::glue_database::sync_tags(aws, &arn(target, &desired.name), &desired.tags, &live.tags)
         .await
 }
 
+/// Deletes a crawler; a running one is stopped first, and the delete waits for the crawl to
+/// end.
 pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
-    aws.glue
+    let first = aws
+        .glue
         .delete_crawler()
         .name(name)
         .send()
         .await
-        .map_err(failed("DeleteCrawler"))
-        .or_missing()?;
+        .map_err(failed("DeleteCrawler"));
+    match first {
+        Ok(_) => return Ok(()),
+        Err(e) if NOT_FOUND.matches(&e) => return Ok(()),
+        Err(e) if e.is("CrawlerRunningException") => {
+            // Already stopping or not running any more: the retries below settle it.
+            let _ = aws
+                .glue
+                .stop_crawler()
+                .name(name)
+                .send()
+                .await
+                .map_err(failed("StopCrawler"));
+        }
+        Err(e) if running(&e).is_some() => {}
+        Err(e) => return Err(e.into()),
+    }
+    eventual::retry(name, aws.patience.ready, running as Transient, || async {
+        aws.glue
+            .delete_crawler()
+            .name(name)
+            .send()
+            .await
+            .map_err(failed("DeleteCrawler"))
+            .or_missing(NOT_FOUND)
+    })
+    .await?;
     Ok(())
 }

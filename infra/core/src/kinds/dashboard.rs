@@ -12,10 +12,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget};
-use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
 use crate::model::{Address, Kind, KindSpec, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
+
+/// aws-behaviors.md, aws_cloudwatch_dashboard, Not found: code `ResourceNotFound`, without
+/// "Exception".
+const NOT_FOUND: NotFound = NotFound::codes(&["ResourceNotFound"]);
 
 /// CloudWatch's limit on a dashboard body.
 const MAX_BODY_BYTES: usize = 1_048_576;
@@ -130,7 +134,7 @@ pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError
                 .send()
                 .await
                 .map_err(failed("GetDashboard"))
-                .or_missing()?;
+                .or_missing(NOT_FOUND)?;
             let spec = out.map(|o| {
                 let text = o.dashboard_body().unwrap_or_default();
                 DashboardSpec {
@@ -179,6 +183,6 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
         .send()
         .await
         .map_err(failed("DeleteDashboards"))
-        .or_missing()?;
+        .or_missing(NOT_FOUND)?;
     Ok(())
 }

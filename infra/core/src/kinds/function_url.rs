@@ -13,6 +13,7 @@ use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget};
 use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::eventual::{self, Transient};
 use crate::model::{Address, Kind, KindSpec, LambdaSpec, Ref, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
@@ -105,7 +106,8 @@ pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError
                         .unwrap_or_else(|| "BUFFERED".into()),
                     references: BTreeSet::new(),
                 }),
-                Err(e) if e.is_not_found() => None,
+                // aws-behaviors.md, aws_lambda_function_url, Not found.
+                Err(e) if super::lambda::NOT_FOUND.matches(&e) => None,
                 Err(e) => return Err(e),
             };
             Ok((t.address, spec))
@@ -120,41 +122,65 @@ pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError
 }
 
 pub async fn create(aws: &Aws, spec: &FunctionUrlSpec) -> Result<(), OpError> {
-    let result = aws
-        .lambda
-        .create_function_url_config()
-        .function_name(&spec.function)
-        .auth_type(FunctionUrlAuthType::from(spec.auth_type.as_str()))
-        .invoke_mode(InvokeMode::from(spec.invoke_mode.as_str()))
-        .send()
-        .await
-        .map_err(failed("CreateFunctionUrlConfig"));
+    let result = eventual::retry(
+        &spec.function,
+        aws.patience.propagation,
+        super::lambda::busy as Transient,
+        || async {
+            aws.lambda
+                .create_function_url_config()
+                .function_name(&spec.function)
+                .auth_type(FunctionUrlAuthType::from(spec.auth_type.as_str()))
+                .invoke_mode(InvokeMode::from(spec.invoke_mode.as_str()))
+                .send()
+                .await
+                .map_err(failed("CreateFunctionUrlConfig"))
+        },
+    )
+    .await;
     match result {
         Ok(_) => Ok(()),
-        Err(e) if e.is("ResourceConflictException") => update(aws, spec).await,
+        // It exists (an interrupted apply): make it what the stack says.
+        Err(e) if e.aws().is("ResourceConflictException") => update(aws, spec).await,
         Err(e) => Err(e.into()),
     }
 }
 
 pub async fn update(aws: &Aws, spec: &FunctionUrlSpec) -> Result<(), OpError> {
-    aws.lambda
-        .update_function_url_config()
-        .function_name(&spec.function)
-        .auth_type(FunctionUrlAuthType::from(spec.auth_type.as_str()))
-        .invoke_mode(InvokeMode::from(spec.invoke_mode.as_str()))
-        .send()
-        .await
-        .map_err(failed("UpdateFunctionUrlConfig"))?;
+    eventual::retry(
+        &spec.function,
+        aws.patience.propagation,
+        super::lambda::busy as Transient,
+        || async {
+            aws.lambda
+                .update_function_url_config()
+                .function_name(&spec.function)
+                .auth_type(FunctionUrlAuthType::from(spec.auth_type.as_str()))
+                .invoke_mode(InvokeMode::from(spec.invoke_mode.as_str()))
+                .send()
+                .await
+                .map_err(failed("UpdateFunctionUrlConfig"))
+        },
+    )
+    .await?;
     Ok(())
 }
 
 pub async fn delete(aws: &Aws, function: &str) -> Result<(), OpError> {
-    aws.lambda
-        .delete_function_url_config()
-        .function_name(function)
-        .send()
-        .await
-        .map_err(failed("DeleteFunctionUrlConfig"))
-        .or_missing()?;
+    eventual::retry(
+        function,
+        aws.patience.propagation,
+        super::lambda::busy as Transient,
+        || async {
+            aws.lambda
+                .delete_function_url_config()
+                .function_name(function)
+                .send()
+                .await
+                .map_err(failed("DeleteFunctionUrlConfig"))
+                .or_missing(super::lambda::NOT_FOUND)
+        },
+    )
+    .await?;
     Ok(())
 }

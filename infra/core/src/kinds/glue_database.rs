@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
 use crate::model::{Address, Kind, KindSpec, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
@@ -75,6 +75,10 @@ pub fn fields(spec: &GlueDatabaseSpec) -> Fields {
     fields
 }
 
+/// aws-behaviors.md, aws_glue_catalog_database / aws_glue_crawler, Not found:
+/// `EntityNotFoundException`.
+pub(crate) const NOT_FOUND: NotFound = NotFound::codes(&["EntityNotFoundException"]);
+
 /// The tags of the Glue database or crawler `arn`: from `tag_index` if it has them, else
 /// from GetTags; `None` if it is gone.
 pub(crate) async fn glue_tags(
@@ -92,7 +96,7 @@ pub(crate) async fn glue_tags(
         .send()
         .await
         .map_err(failed("GetTags"))
-        .or_missing()?;
+        .or_missing(NOT_FOUND)?;
     Ok(out.map(|t| {
         t.tags()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
@@ -250,6 +254,6 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
         .send()
         .await
         .map_err(failed("DeleteDatabase"))
-        .or_missing()?;
+        .or_missing(NOT_FOUND)?;
     Ok(())
 }

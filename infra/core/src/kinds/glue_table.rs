@@ -405,7 +405,8 @@ async fn list_tables(
             .send()
             .await
             .map_err(failed("GetTables"))
-            .or_missing()?;
+            // The database is gone (aws-behaviors.md, aws_glue_catalog_table: Not found).
+            .or_missing(super::glue_database::NOT_FOUND)?;
         let Some(page) = page else { return Ok(out) };
         for table in page.table_list() {
             out.insert(table.name().to_string(), table.clone());
@@ -582,6 +583,6 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), OpError> {
         .send()
         .await
         .map_err(failed("DeleteTable"))
-        .or_missing()?;
+        .or_missing(super::glue_database::NOT_FOUND)?;
     Ok(())
 }

@@ -3,14 +3,18 @@
 //!
 //! Read: GetFunction per function answers configuration, tags and reserved concurrency in one
 //! call (ListFunctions has neither tags nor concurrency). Code and configuration are updated
-//! in place, waiting for the function to be ready between updates. Creation retries, for up to
-//! two minutes, only the error IAM propagation causes right after the role was created.
+//! in place.
+//!
+//! AWS's behaviours (aws-behaviors.md, aws_lambda_function): a new function is `Pending`
+//! until `Active`, and an update leaves it `InProgress` until `Successful`; meanwhile writes
+//! answer `ResourceConflictException`. So every write waits until the function is ready first
+//! and retries that conflict, and create and update wait for the function to be ready after.
+//! CreateFunction and UpdateFunctionConfiguration retry the errors a role IAM has not
+//! propagated yet causes. All of it is bounded by [`crate::eventual::Patience`].
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::time::Duration;
 
-use aws_sdk_lambda::client::Waiters;
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
 use futures::{StreamExt, TryStreamExt, stream};
@@ -18,7 +22,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::eventual::{self, Readiness, Transient};
 use crate::model::{Address, Kind, KindSpec, Ref, RoleSpec, Spec, Target};
 use crate::package::{Artifact, code_sha256};
 
@@ -27,10 +32,36 @@ pub const REPLACE_FIELDS: &[&str] = &[];
 /// Runtimes for custom (here: Rust) bootstraps.
 const RUNTIMES: &[&str] = &["provided.al2023", "provided.al2"];
 const ARCHITECTURES: &[&str] = &["x86_64", "arm64"];
-/// What IAM answers while a new role is not yet visible to Lambda.
-const ROLE_NOT_READY: &str = "cannot be assumed by Lambda";
-const ROLE_PROPAGATION_BUDGET: Duration = Duration::from_secs(120);
-const READY_TIMEOUT: Duration = Duration::from_secs(300);
+/// aws-behaviors.md, aws_lambda_function, Not found: `ResourceNotFoundException`.
+pub(crate) const NOT_FOUND: NotFound = NotFound::codes(&["ResourceNotFoundException"]);
+
+/// aws-behaviors.md, aws_lambda_function, Retries: CreateFunction and
+/// UpdateFunctionConfiguration retry these `InvalidParameterValueException`s while IAM
+/// propagates the role (and KMS a new key's grant).
+fn role_propagating(e: &AwsError) -> Option<&'static str> {
+    const WORDS: &[&str] = &[
+        "The role defined for the function cannot be assumed by Lambda",
+        "The provided execution role does not have permissions",
+        "throttled by EC2",
+        "the KMS key is invalid for CreateGrant",
+    ];
+    (e.is("InvalidParameterValueException") && WORDS.iter().any(|w| e.message.contains(w)))
+        .then_some("IAM propagation: role not yet assumable by Lambda")
+}
+
+/// A function that is `Pending` or has an update `InProgress` refuses writes with
+/// `ResourceConflictException` (aws-behaviors.md, aws_lambda_function, Retries). The same code
+/// also means "already exists", which is not waited out.
+pub(crate) fn busy(e: &AwsError) -> Option<&'static str> {
+    (e.is("ResourceConflictException")
+        && (e.message.contains("in progress")
+            || e.message.contains("currently in the following state")))
+    .then_some("the function is being created or updated")
+}
+
+fn role_propagating_or_busy(e: &AwsError) -> Option<&'static str> {
+    role_propagating(e).or_else(|| busy(e))
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct LambdaSpec {
@@ -232,17 +263,16 @@ pub async fn read(aws: &Aws, targets: &[ReadTarget]) -> Result<LiveMap, AwsError
 }
 
 async fn read_one(aws: &Aws, name: &str) -> Result<Option<LambdaSpec>, AwsError> {
-    let out = match aws
+    let Some(out) = aws
         .lambda
         .get_function()
         .function_name(name)
         .send()
         .await
         .map_err(failed("GetFunction"))
-    {
-        Ok(out) => out,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
+        .or_missing(NOT_FOUND)?
+    else {
+        return Ok(None);
     };
     let Some(config) = out.configuration() else {
         return Ok(None);
@@ -312,95 +342,129 @@ fn environment(spec: &LambdaSpec) -> Environment {
 
 pub async fn create(aws: &Aws, target: &Target, spec: &LambdaSpec) -> Result<(), OpError> {
     let zip = zip_bytes(spec)?;
-    let started = tokio::time::Instant::now();
-    let mut backoff = Duration::from_millis(500);
-    loop {
-        let result = aws
-            .lambda
-            .create_function()
-            .function_name(&spec.name)
-            .role(&spec.role_arn)
-            .runtime(Runtime::from(spec.runtime.as_str()))
-            .handler(&spec.handler)
-            .architectures(Architecture::from(spec.architecture.as_str()))
-            .memory_size(spec.memory_mb)
-            .timeout(spec.timeout_seconds)
-            .description(&spec.description)
-            .environment(environment(spec))
-            .code(
-                FunctionCode::builder()
-                    .zip_file(Blob::new(zip.clone()))
-                    .build(),
-            )
-            .set_tags(Some(spec.tags.clone().into_iter().collect()))
-            .send()
-            .await
-            .map_err(failed("CreateFunction"));
-        match result {
-            Ok(_) => break,
-            Err(e)
-                if e.message.contains(ROLE_NOT_READY)
-                    && started.elapsed() < ROLE_PROPAGATION_BUDGET =>
-            {
-                tracing::info!(function = %spec.name, wait = ?backoff, "role not yet assumable (IAM propagation); retrying");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-            Err(e) if e.is("ResourceConflictException") => {
-                // Created by an interrupted apply: converge it like an update.
-                let live = read_one(aws, &spec.name)
-                    .await?
-                    .ok_or_else(|| OpError::Aws(e.clone()))?;
-                return update(aws, target, spec, &live).await;
-            }
-            Err(e) => return Err(e.into()),
+    let created = eventual::retry(
+        &spec.name,
+        aws.patience.propagation,
+        role_propagating as Transient,
+        || async {
+            aws.lambda
+                .create_function()
+                .function_name(&spec.name)
+                .role(&spec.role_arn)
+                .runtime(Runtime::from(spec.runtime.as_str()))
+                .handler(&spec.handler)
+                .architectures(Architecture::from(spec.architecture.as_str()))
+                .memory_size(spec.memory_mb)
+                .timeout(spec.timeout_seconds)
+                .description(&spec.description)
+                .environment(environment(spec))
+                .code(
+                    FunctionCode::builder()
+                        .zip_file(Blob::new(zip.clone()))
+                        .build(),
+                )
+                .set_tags(Some(spec.tags.clone().into_iter().collect()))
+                .send()
+                .await
+                .map_err(failed("CreateFunction"))
+        },
+    )
+    .await;
+    match created {
+        Ok(_) => {}
+        // Created by an interrupted apply ("Function already exist"): converge it like an
+        // update, once it is ready.
+        Err(e) if e.aws().is("ResourceConflictException") => {
+            wait_ready(aws, &spec.name).await?;
+            let live = read_one(aws, &spec.name)
+                .await?
+                .ok_or_else(|| OpError::from(e.clone()))?;
+            return update(aws, target, spec, &live).await;
         }
+        Err(e) => return Err(e.into()),
     }
-    wait_active(aws, &spec.name).await?;
+    wait_ready(aws, &spec.name).await?;
     if let Some(n) = spec.reserved_concurrency {
         put_concurrency(aws, &spec.name, Some(n)).await?;
     }
     Ok(())
 }
 
-async fn wait_active(aws: &Aws, name: &str) -> Result<(), OpError> {
-    aws.lambda
-        .wait_until_function_active_v2()
-        .function_name(name)
-        .wait(READY_TIMEOUT)
-        .await
-        .map_err(|e| OpError::Refused(format!("{name} did not become Active: {e}")))?;
-    Ok(())
-}
-
-async fn wait_updated(aws: &Aws, name: &str) -> Result<(), OpError> {
-    aws.lambda
-        .wait_until_function_updated_v2()
-        .function_name(name)
-        .wait(READY_TIMEOUT)
-        .await
-        .map_err(|e| OpError::Refused(format!("{name} did not finish updating: {e}")))?;
+/// Waits until the function exists, is `Active` and has no update `InProgress`: what every
+/// write to it needs (aws-behaviors.md, aws_lambda_function, Waits).
+pub(crate) async fn wait_ready(aws: &Aws, name: &str) -> Result<(), OpError> {
+    use aws_sdk_lambda::types::{LastUpdateStatus, State};
+    eventual::wait_until(
+        name,
+        "the function is ready",
+        aws.patience.ready,
+        || async {
+            let found = aws
+                .lambda
+                .get_function_configuration()
+                .function_name(name)
+                .send()
+                .await
+                .map_err(failed("GetFunctionConfiguration"))
+                .or_missing(NOT_FOUND)?;
+            // A function just created may not be visible yet.
+            let Some(config) = found else {
+                return Ok(Readiness::NotYet("not found yet".into()));
+            };
+            let reason = || {
+                config
+                    .state_reason()
+                    .or(config.last_update_status_reason())
+                    .unwrap_or("no reason given")
+                    .to_string()
+            };
+            Ok(match (config.state(), config.last_update_status()) {
+                (Some(State::Failed), _) => {
+                    Readiness::Failed(format!("state Failed: {}", reason()))
+                }
+                (Some(State::Pending), _) => Readiness::NotYet("Pending".into()),
+                (_, Some(LastUpdateStatus::InProgress)) => {
+                    Readiness::NotYet("update InProgress".into())
+                }
+                (_, Some(LastUpdateStatus::Failed)) => {
+                    Readiness::Failed(format!("last update Failed: {}", reason()))
+                }
+                (Some(State::Inactive), _) | (Some(State::Active), _) | (None, _) => {
+                    Readiness::Ready
+                }
+                (Some(other), _) => Readiness::NotYet(other.as_str().to_string()),
+            })
+        },
+    )
+    .await?;
     Ok(())
 }
 
 async fn put_concurrency(aws: &Aws, name: &str, n: Option<i32>) -> Result<(), OpError> {
+    let bound = aws.patience.propagation;
     match n {
         Some(n) => {
-            aws.lambda
-                .put_function_concurrency()
-                .function_name(name)
-                .reserved_concurrent_executions(n)
-                .send()
-                .await
-                .map_err(failed("PutFunctionConcurrency"))?;
+            eventual::retry(name, bound, busy as Transient, || async {
+                aws.lambda
+                    .put_function_concurrency()
+                    .function_name(name)
+                    .reserved_concurrent_executions(n)
+                    .send()
+                    .await
+                    .map_err(failed("PutFunctionConcurrency"))
+            })
+            .await?;
         }
         None => {
-            aws.lambda
-                .delete_function_concurrency()
-                .function_name(name)
-                .send()
-                .await
-                .map_err(failed("DeleteFunctionConcurrency"))?;
+            eventual::retry(name, bound, busy as Transient, || async {
+                aws.lambda
+                    .delete_function_concurrency()
+                    .function_name(name)
+                    .send()
+                    .await
+                    .map_err(failed("DeleteFunctionConcurrency"))
+            })
+            .await?;
         }
     }
     Ok(())
@@ -413,19 +477,25 @@ pub async fn update(
     live: &LambdaSpec,
 ) -> Result<(), OpError> {
     let name = &desired.name;
+    let bound = aws.patience.propagation;
+    // An earlier apply, or someone else, may have left it Pending or updating.
+    wait_ready(aws, name).await?;
     if desired.code.code_sha256 != live.code.code_sha256
         || desired.architecture != live.architecture
     {
         let zip = zip_bytes(desired)?;
-        aws.lambda
-            .update_function_code()
-            .function_name(name)
-            .zip_file(Blob::new(zip))
-            .architectures(Architecture::from(desired.architecture.as_str()))
-            .send()
-            .await
-            .map_err(failed("UpdateFunctionCode"))?;
-        wait_updated(aws, name).await?;
+        eventual::retry(name, bound, busy as Transient, || async {
+            aws.lambda
+                .update_function_code()
+                .function_name(name)
+                .zip_file(Blob::new(zip.clone()))
+                .architectures(Architecture::from(desired.architecture.as_str()))
+                .send()
+                .await
+                .map_err(failed("UpdateFunctionCode"))
+        })
+        .await?;
+        wait_ready(aws, name).await?;
     }
     let configuration_differs = desired.role_arn != live.role_arn
         || desired.runtime != live.runtime
@@ -435,20 +505,28 @@ pub async fn update(
         || desired.description != live.description
         || desired.environment != live.environment;
     if configuration_differs {
-        aws.lambda
-            .update_function_configuration()
-            .function_name(name)
-            .role(&desired.role_arn)
-            .runtime(Runtime::from(desired.runtime.as_str()))
-            .handler(&desired.handler)
-            .memory_size(desired.memory_mb)
-            .timeout(desired.timeout_seconds)
-            .description(&desired.description)
-            .environment(environment(desired))
-            .send()
-            .await
-            .map_err(failed("UpdateFunctionConfiguration"))?;
-        wait_updated(aws, name).await?;
+        eventual::retry(
+            name,
+            bound,
+            role_propagating_or_busy as Transient,
+            || async {
+                aws.lambda
+                    .update_function_configuration()
+                    .function_name(name)
+                    .role(&desired.role_arn)
+                    .runtime(Runtime::from(desired.runtime.as_str()))
+                    .handler(&desired.handler)
+                    .memory_size(desired.memory_mb)
+                    .timeout(desired.timeout_seconds)
+                    .description(&desired.description)
+                    .environment(environment(desired))
+                    .send()
+                    .await
+                    .map_err(failed("UpdateFunctionConfiguration"))
+            },
+        )
+        .await?;
+        wait_ready(aws, name).await?;
     }
     if desired.reserved_concurrency != live.reserved_concurrency {
         put_concurrency(aws, name, desired.reserved_concurrency).await?;
@@ -457,22 +535,30 @@ pub async fn update(
     if !delta.is_empty() {
         let arn = arn(target, name);
         if !delta.set.is_empty() {
-            aws.lambda
-                .tag_resource()
-                .resource(&arn)
-                .set_tags(Some(delta.set.into_iter().collect()))
-                .send()
-                .await
-                .map_err(failed("TagResource"))?;
+            let tags: std::collections::HashMap<String, String> = delta.set.into_iter().collect();
+            eventual::retry(name, bound, busy as Transient, || async {
+                aws.lambda
+                    .tag_resource()
+                    .resource(&arn)
+                    .set_tags(Some(tags.clone()))
+                    .send()
+                    .await
+                    .map_err(failed("TagResource"))
+            })
+            .await?;
         }
         if !delta.remove.is_empty() {
-            aws.lambda
-                .untag_resource()
-                .resource(&arn)
-                .set_tag_keys(Some(delta.remove.into_iter().collect()))
-                .send()
-                .await
-                .map_err(failed("UntagResource"))?;
+            let keys: Vec<String> = delta.remove.into_iter().collect();
+            eventual::retry(name, bound, busy as Transient, || async {
+                aws.lambda
+                    .untag_resource()
+                    .resource(&arn)
+                    .set_tag_keys(Some(keys.clone()))
+                    .send()
+                    .await
+                    .map_err(failed("UntagResource"))
+            })
+            .await?;
         }
     }
     Ok(())
@@ -485,6 +571,6 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
         .send()
         .await
         .map_err(failed("DeleteFunction"))
-        .or_missing()?;
+        .or_missing(NOT_FOUND)?;
     Ok(())
 }

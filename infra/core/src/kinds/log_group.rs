@@ -11,8 +11,29 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::eventual::{self, Transient};
 use crate::model::{Address, Kind, KindSpec, Spec, Target};
+
+/// aws-behaviors.md, aws_cloudwatch_log_group: `ResourceNotFoundException` (delete, tags);
+/// a read finds a group missing by its absence from DescribeLogGroups.
+const NOT_FOUND: NotFound = NotFound::codes(&["ResourceNotFoundException"]);
+
+/// aws-behaviors.md, aws_cloudwatch_log_group, Retries: PutRetentionPolicy right after
+/// CreateLogGroup is retried on `AccessDeniedException` "no identity-based policy allows"
+/// (tag-based permissions propagating); only for a group created moments ago (by this apply,
+/// or by an interrupted one it adopts).
+fn abac_propagating(e: &AwsError) -> Option<&'static str> {
+    e.says("AccessDeniedException", "no identity-based policy allows")
+        .then_some("permissions on the new log group are propagating (ABAC)")
+}
+
+/// aws-behaviors.md, aws_cloudwatch_log_group, Retries: DeleteLogGroup is retried on
+/// `OperationAbortedException` "... try again".
+fn delete_aborted(e: &AwsError) -> Option<&'static str> {
+    e.says("OperationAbortedException", "try again")
+        .then_some("a conflicting operation on the log group is in progress")
+}
 
 pub const REPLACE_FIELDS: &[&str] = &[];
 
@@ -180,7 +201,7 @@ async fn read_tags(aws: &Aws, arn: &str) -> Result<Option<BTreeMap<String, Strin
                 .into_iter()
                 .collect(),
         )),
-        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) if NOT_FOUND.matches(&e) => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -202,17 +223,38 @@ pub async fn create(aws: &Aws, target: &Target, spec: &LogGroupSpec) -> Result<(
                 retention_days: None,
                 tags: BTreeMap::new(),
             };
-            return update(aws, target, spec, &empty).await;
+            return update(aws, target, spec, &empty, true).await;
         }
         Err(e) => return Err(e.into()),
     }
     if let Some(days) = spec.retention_days {
-        put_retention(aws, &spec.name, days).await?;
+        put_retention(aws, &spec.name, days, true).await?;
     }
     Ok(())
 }
 
-async fn put_retention(aws: &Aws, name: &str, days: i32) -> Result<(), OpError> {
+/// Sets the retention; on a group `just_created`, waits out ABAC propagation.
+async fn put_retention(
+    aws: &Aws,
+    name: &str,
+    days: i32,
+    just_created: bool,
+) -> Result<(), OpError> {
+    if just_created {
+        eventual::retry(
+            name,
+            aws.patience.propagation,
+            abac_propagating as Transient,
+            || put_retention_once(aws, name, days),
+        )
+        .await?;
+    } else {
+        put_retention_once(aws, name, days).await?;
+    }
+    Ok(())
+}
+
+async fn put_retention_once(aws: &Aws, name: &str, days: i32) -> Result<(), AwsError> {
     aws.logs
         .put_retention_policy()
         .log_group_name(name)
@@ -228,10 +270,11 @@ pub async fn update(
     target: &Target,
     desired: &LogGroupSpec,
     live: &LogGroupSpec,
+    just_created: bool,
 ) -> Result<(), OpError> {
     if desired.retention_days != live.retention_days {
         match desired.retention_days {
-            Some(days) => put_retention(aws, &desired.name, days).await?,
+            Some(days) => put_retention(aws, &desired.name, days, just_created).await?,
             None => {
                 aws.logs
                     .delete_retention_policy()
@@ -266,12 +309,20 @@ pub async fn update(
 }
 
 pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
-    aws.logs
-        .delete_log_group()
-        .log_group_name(name)
-        .send()
-        .await
-        .map_err(failed("DeleteLogGroup"))
-        .or_missing()?;
+    eventual::retry(
+        name,
+        aws.patience.propagation,
+        delete_aborted as Transient,
+        || async {
+            aws.logs
+                .delete_log_group()
+                .log_group_name(name)
+                .send()
+                .await
+                .map_err(failed("DeleteLogGroup"))
+                .or_missing(NOT_FOUND)
+        },
+    )
+    .await?;
     Ok(())
 }

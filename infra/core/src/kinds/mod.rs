@@ -32,6 +32,9 @@ use crate::model::{Address, Kind, Resource, Spec, Target};
 pub struct ReadTarget {
     pub address: Address,
     pub physical_id: String,
+    /// Whether state (or the plan being checked) has it: where an eventually consistent
+    /// listing disagrees with this, the resource is read directly.
+    pub known: bool,
 }
 
 /// Live properties by address: `None` when the resource does not exist live.
@@ -46,16 +49,55 @@ pub type Fields = BTreeMap<String, Value>;
 pub enum OpError {
     #[error(transparent)]
     Aws(#[from] AwsError),
+    /// A transient error that did not clear within its bound.
+    #[error(transparent)]
+    GaveUp(#[from] crate::eventual::GaveUp),
+    #[error(transparent)]
+    Wait(#[from] crate::eventual::WaitError),
     #[error("could not build the request: {0}")]
     Build(String),
     #[error("{0}")]
     Refused(String),
 }
 
+impl From<crate::eventual::RetryError> for OpError {
+    fn from(err: crate::eventual::RetryError) -> Self {
+        match err {
+            crate::eventual::RetryError::Aws(e) => OpError::Aws(e),
+            crate::eventual::RetryError::GaveUp(g) => OpError::GaveUp(g),
+        }
+    }
+}
+
 impl From<aws_smithy_types::error::operation::BuildError> for OpError {
     fn from(err: aws_smithy_types::error::operation::BuildError) -> Self {
         OpError::Build(err.to_string())
     }
+}
+
+/// As [`crate::eventual::retry`], for a call that returns an [`OpError`] (only its AWS errors
+/// can be transient).
+pub(crate) async fn retry_op<T, F, Fut>(
+    resource: &str,
+    bound: std::time::Duration,
+    transient: crate::eventual::Transient,
+    mut call: F,
+) -> Result<T, OpError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, OpError>>,
+{
+    crate::eventual::retry(resource, bound, transient, || {
+        let attempt = call();
+        async move {
+            match attempt.await {
+                Ok(value) => Ok(Ok(value)),
+                Err(OpError::Aws(e)) => Err(e),
+                Err(other) => Ok(Err(other)),
+            }
+        }
+    })
+    .await?
 }
 
 /// A problem with a desired resource found before any AWS call.
@@ -144,6 +186,12 @@ pub async fn read(
         .chain(&rotations)
         .map(|t| t.physical_id.as_str())
         .collect();
+    let known_secrets: BTreeSet<&str> = secrets
+        .iter()
+        .chain(&rotations)
+        .filter(|t| t.known)
+        .map(|t| t.physical_id.as_str())
+        .collect();
     // Alarms, log groups, rules, Glue databases and crawlers have no batch read of their tags
     // but the tagging API's listing; it runs alongside the reads that do not need it.
     let tagged_reads = async {
@@ -193,7 +241,7 @@ pub async fn read(
                 glue_table::read(aws, &tables),
                 workgroup::read(aws, target, &workgroups),
                 dashboard::read(aws, &dashboards),
-                secret::SecretListing::load(aws, &secret_names),
+                secret::SecretListing::load(aws, &secret_names, &known_secrets),
             )
         },
     )?;
@@ -297,17 +345,24 @@ pub async fn create(aws: &Aws, target: &Target, resource: &Resource) -> Result<(
 }
 
 /// Brings a live resource from `live` to `desired`, touching only what differs.
+/// `just_created`: an interrupted apply created it moments ago (the plan adopts it), so what
+/// AWS lets settle after a create may still be settling.
 pub async fn update(
     aws: &Aws,
     target: &Target,
     resource: &Resource,
     live: &Spec,
+    just_created: bool,
 ) -> Result<(), OpError> {
     match (&resource.spec, live) {
-        (Spec::Bucket(d), Spec::Bucket(l)) => bucket::update(aws, d, l).await,
+        (Spec::Bucket(d), Spec::Bucket(l)) => bucket::update(aws, d, l, just_created).await,
         (Spec::Role(d), Spec::Role(l)) => role::update(aws, d, l).await,
-        (Spec::Topic(d), Spec::Topic(l)) => topic::update(aws, &resource.arn, d, l).await,
-        (Spec::LogGroup(d), Spec::LogGroup(l)) => log_group::update(aws, target, d, l).await,
+        (Spec::Topic(d), Spec::Topic(l)) => {
+            topic::update(aws, &resource.arn, d, l, just_created).await
+        }
+        (Spec::LogGroup(d), Spec::LogGroup(l)) => {
+            log_group::update(aws, target, d, l, just_created).await
+        }
         (Spec::Lambda(d), Spec::Lambda(l)) => lambda::update(aws, target, d, l).await,
         (Spec::FunctionUrl(d), Spec::FunctionUrl(_)) => function_url::update(aws, d).await,
         (Spec::Rule(d), Spec::Rule(l)) => rule::update(aws, target, d, l).await,
@@ -354,6 +409,55 @@ pub async fn delete(
         Kind::Secret => secret::delete(aws, target, physical_id).await,
         Kind::SecretRotation => secret_rotation::delete(aws, physical_id).await,
     }
+}
+
+/// The kind and physical id an ARN names: the inverse of each kind's `arn`, for resources
+/// found by ARN alone (the tagging API's listing). `None` for anything else.
+pub fn identify(arn: &str) -> Option<(Kind, String)> {
+    let mut parts = arn.splitn(6, ':');
+    let (_arn, _partition, service, _region, _account) = (
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+        parts.next()?,
+    );
+    let resource = parts.next()?;
+    let after = |prefix: &str| resource.strip_prefix(prefix).map(str::to_string);
+    let found = match service {
+        "s3" if !resource.contains('/') => Some((Kind::Bucket, resource.to_string())),
+        "lambda" => after("function:")
+            .map(|f| (Kind::Lambda, f.split(':').next().unwrap_or(&f).to_string())),
+        "logs" => after("log-group:").map(|g| {
+            let name = g.strip_suffix(":*").unwrap_or(&g).to_string();
+            (Kind::LogGroup, name)
+        }),
+        "sns" if !resource.contains(':') => Some((Kind::Topic, resource.to_string())),
+        "events" => after("rule/").map(|r| (Kind::Rule, r)),
+        "cloudwatch" => after("alarm:")
+            .map(|a| (Kind::Alarm, a))
+            .or_else(|| after("dashboard/").map(|d| (Kind::Dashboard, d))),
+        "glue" => after("database/")
+            .map(|d| (Kind::GlueDatabase, d))
+            .or_else(|| after("crawler/").map(|c| (Kind::Crawler, c)))
+            .or_else(|| {
+                after("table/").and_then(|t| {
+                    let (database, table) = t.split_once('/')?;
+                    Some((Kind::GlueTable, format!("{database}.{table}")))
+                })
+            }),
+        "athena" => after("workgroup/").map(|w| (Kind::Workgroup, w)),
+        // Secret ARNs end in `-` and six random characters.
+        "secretsmanager" => after("secret:").and_then(|s| {
+            let (name, suffix) = s.rsplit_once('-')?;
+            (suffix.len() == 6).then(|| (Kind::Secret, name.to_string()))
+        }),
+        "iam" => {
+            after("role/").map(|r| (Kind::Role, r.rsplit('/').next().unwrap_or(&r).to_string()))
+        }
+        _ => None,
+    };
+    found.filter(|(_, id)| !id.is_empty())
 }
 
 /// The longest prefix all `names` share: one List call by prefix finds them all.

@@ -3,8 +3,15 @@
 //!
 //! Read: GetPolicy once per function answers every statement. AWS has no update: any change
 //! replaces the statement. The physical id is `<function>/<statement id>`.
+//!
+//! AWS loses permission changes sent to one function in parallel (aws-behaviors.md,
+//! aws_lambda_permission: the provider holds a per-function mutex), so changes to one
+//! function's policy go one at a time here too, whatever the apply's parallelism. Add and
+//! remove retry, within bounds, a function that is not visible yet or is busy being created
+//! or updated.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, LazyLock};
 
 use futures::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
@@ -12,7 +19,34 @@ use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget};
 use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::eventual::{self, Transient};
 use crate::model::{Address, Kind, KindSpec, LambdaSpec, PolicyDocument, Ref, Spec, Target};
+
+/// One lock per function: changes to its resource policy are made one at a time.
+static POLICY_LOCKS: LazyLock<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
+    LazyLock::new(Default::default);
+
+/// Waits for `function`'s turn to change its policy; the turn lasts as long as the guard.
+async fn policy_turn(function: &str) -> tokio::sync::OwnedMutexGuard<()> {
+    let lock = {
+        let mut locks = match POLICY_LOCKS.lock() {
+            Ok(guard) => guard,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Arc::clone(locks.entry(function.to_string()).or_default())
+    };
+    lock.lock_owned().await
+}
+
+/// aws-behaviors.md, aws_lambda_permission, Retries: AddPermission is retried on
+/// `ResourceNotFoundException` (a function not visible yet) and on the conflict of a function
+/// being created or updated.
+fn adding(e: &AwsError) -> Option<&'static str> {
+    if e.is("ResourceNotFoundException") {
+        return Some("Lambda eventual consistency: the function is not visible yet");
+    }
+    super::lambda::busy(e)
+}
 
 pub const REPLACE_FIELDS: &[&str] = &[
     "action",
@@ -192,17 +226,18 @@ async fn read_policy(
     aws: &Aws,
     function: &str,
 ) -> Result<BTreeMap<String, PermissionSpec>, AwsError> {
-    let out = match aws
+    // aws-behaviors.md, aws_lambda_permission, Not found: `ResourceNotFoundException` (no
+    // policy, or no function).
+    let Some(out) = aws
         .lambda
         .get_policy()
         .function_name(function)
         .send()
         .await
         .map_err(failed("GetPolicy"))
-    {
-        Ok(out) => out,
-        Err(e) if e.is_not_found() => return Ok(BTreeMap::new()),
-        Err(e) => return Err(e),
+        .or_missing(super::lambda::NOT_FOUND)?
+    else {
+        return Ok(BTreeMap::new());
     };
     let Ok(policy) = PolicyDocument::parse_aws(out.policy().unwrap_or("{}")) else {
         return Ok(BTreeMap::new());
@@ -249,27 +284,60 @@ async fn read_policy(
 }
 
 pub async fn create(aws: &Aws, spec: &PermissionSpec) -> Result<(), OpError> {
-    let result = aws
-        .lambda
-        .add_permission()
-        .function_name(&spec.function)
-        .statement_id(&spec.statement_id)
-        .action(&spec.action)
-        .principal(&spec.principal)
-        .set_source_arn(spec.source_arn.clone())
-        .set_source_account(spec.source_account.clone())
-        .send()
-        .await
-        .map_err(failed("AddPermission"));
-    match result {
-        Ok(_) => Ok(()),
-        Err(e) if e.is("ResourceConflictException") => {
-            // The statement id exists (an interrupted apply): replace it with ours.
-            delete(aws, &spec.id()).await?;
-            Box::pin(create(aws, spec)).await
+    let _turn = policy_turn(&spec.function).await;
+    match add(aws, spec).await {
+        Ok(()) => Ok(()),
+        // The statement id exists (an interrupted apply): replace it with ours, once.
+        Err(OpError::Aws(e)) if e.is("ResourceConflictException") => {
+            remove(aws, &spec.function, &spec.statement_id).await?;
+            add(aws, spec).await
         }
-        Err(e) => Err(e.into()),
+        Err(e) => Err(e),
     }
+}
+
+async fn add(aws: &Aws, spec: &PermissionSpec) -> Result<(), OpError> {
+    eventual::retry(
+        &spec.id(),
+        aws.patience.propagation,
+        adding as Transient,
+        || async {
+            aws.lambda
+                .add_permission()
+                .function_name(&spec.function)
+                .statement_id(&spec.statement_id)
+                .action(&spec.action)
+                .principal(&spec.principal)
+                .set_source_arn(spec.source_arn.clone())
+                .set_source_account(spec.source_account.clone())
+                .send()
+                .await
+                .map_err(failed("AddPermission"))
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+async fn remove(aws: &Aws, function: &str, sid: &str) -> Result<(), OpError> {
+    eventual::retry(
+        &format!("{function}/{sid}"),
+        aws.patience.propagation,
+        super::lambda::busy as Transient,
+        || async {
+            aws.lambda
+                .remove_permission()
+                .function_name(function)
+                .statement_id(sid)
+                .send()
+                .await
+                .map_err(failed("RemovePermission"))
+                // The statement or the whole function is gone already.
+                .or_missing(super::lambda::NOT_FOUND)
+        },
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), OpError> {
@@ -278,13 +346,6 @@ pub async fn delete(aws: &Aws, physical_id: &str) -> Result<(), OpError> {
             "`{physical_id}` is not <function>/<statement id>"
         )));
     };
-    aws.lambda
-        .remove_permission()
-        .function_name(function)
-        .statement_id(sid)
-        .send()
-        .await
-        .map_err(failed("RemovePermission"))
-        .or_missing()?;
-    Ok(())
+    let _turn = policy_turn(function).await;
+    remove(aws, function, sid).await
 }

@@ -4,6 +4,13 @@
 //! Read: ListRoles (description, session duration) and GetAccountAuthorizationDetails (trust,
 //! inline and managed policies, tags) answer for every role at once, paged. The path forces
 //! replacement.
+//!
+//! Delete detaches and deletes the role's policies first (IAM refuses otherwise), then
+//! retries DeleteRole's `DeleteConflict` within bounds while IAM catches up with the
+//! detachments (aws-behaviors.md, aws_iam_role). Trust policies name service principals, so
+//! the provider's "Invalid principal" retries on CreateRole / UpdateAssumeRolePolicy (for a
+//! principal that is a role created moments ago) do not arise; the engine builds role ARNs
+//! itself, so the unique-ID ARN right after CreateRole is never read.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,10 +19,25 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::eventual::{self, Transient};
 use crate::model::{Kind, KindSpec, PolicyDocument, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &["path"];
+
+/// aws-behaviors.md, aws_iam_role, Not found: `NoSuchEntityException` (wire code
+/// `NoSuchEntity`).
+const NOT_FOUND: NotFound = NotFound::codes(&["NoSuchEntity", "NoSuchEntityException"]);
+
+/// aws-behaviors.md, aws_iam_role, Retries: DeleteRole retries `DeleteConflictException`
+/// (wire code `DeleteConflict`).
+fn deleting(e: &AwsError) -> Option<&'static str> {
+    matches!(
+        e.code.as_str(),
+        "DeleteConflict" | "DeleteConflictException"
+    )
+    .then_some("IAM propagation: the role's policies were detached moments ago")
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RoleSpec {
@@ -499,27 +521,28 @@ pub async fn update(aws: &Aws, desired: &RoleSpec, live: &RoleSpec) -> Result<()
 /// Detaches managed policies and deletes inline ones (IAM refuses to delete a role that has
 /// any), then deletes the role.
 pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
-    let attached = match aws
+    let Some(attached) = aws
         .iam
         .list_attached_role_policies()
         .role_name(name)
         .send()
         .await
         .map_err(failed("ListAttachedRolePolicies"))
-    {
-        Ok(out) => out,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e.into()),
+        .or_missing(NOT_FOUND)?
+    else {
+        return Ok(());
     };
     for p in attached.attached_policies() {
         if let Some(arn) = p.policy_arn() {
+            // aws-behaviors.md, aws_iam_role_policy_attachment: Detach ignores NoSuchEntity.
             aws.iam
                 .detach_role_policy()
                 .role_name(name)
                 .policy_arn(arn)
                 .send()
                 .await
-                .map_err(failed("DetachRolePolicy"))?;
+                .map_err(failed("DetachRolePolicy"))
+                .or_missing(NOT_FOUND)?;
         }
     }
     let inline = aws
@@ -536,14 +559,23 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
             .policy_name(policy_name)
             .send()
             .await
-            .map_err(failed("DeleteRolePolicy"))?;
+            .map_err(failed("DeleteRolePolicy"))
+            .or_missing(NOT_FOUND)?;
     }
-    aws.iam
-        .delete_role()
-        .role_name(name)
-        .send()
-        .await
-        .map_err(failed("DeleteRole"))
-        .or_missing()?;
+    eventual::retry(
+        name,
+        aws.patience.propagation,
+        deleting as Transient,
+        || async {
+            aws.iam
+                .delete_role()
+                .role_name(name)
+                .send()
+                .await
+                .map_err(failed("DeleteRole"))
+                .or_missing(NOT_FOUND)
+        },
+    )
+    .await?;
     Ok(())
 }

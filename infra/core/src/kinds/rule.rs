@@ -5,6 +5,11 @@
 //! transformer rebuilds the event around it, so handlers always receive the event type they
 //! expect (a plain `Input` would replace the event). Read: ListRules by the names' common
 //! prefix, then targets and tags per rule. Everything updates in place (PutRule is an upsert).
+//!
+//! PutTargets and RemoveTargets answer HTTP 200 and report failures per target in
+//! `FailedEntries` (aws-behaviors.md, aws_cloudwatch_event_target): a failed entry fails the
+//! change, except a concurrent modification, for which the failed entries alone are sent
+//! again within bounds. DeleteRule waits out "has targets" while a removal settles.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -14,10 +19,63 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::eventual::{self, Transient};
 use crate::model::{Address, Kind, KindSpec, Ref, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
+
+/// aws-behaviors.md, aws_cloudwatch_event_target, Not found: `ResourceNotFoundException` or
+/// `ValidationException` (the rule is gone).
+const TARGETS_NOT_FOUND: NotFound =
+    NotFound::codes(&["ResourceNotFoundException", "ValidationException"]);
+/// aws-behaviors.md, aws_cloudwatch_event_rule, Not found.
+const RULE_NOT_FOUND: NotFound = NotFound::codes(&["ResourceNotFoundException"]);
+
+/// A failed entry worth sending again: EventBridge documents `ConcurrentModificationException`
+/// ("too many requests were made at the same time") in `FailedEntries`.
+fn entry_transient(e: &AwsError) -> Option<&'static str> {
+    matches!(
+        e.code.as_str(),
+        "ConcurrentModificationException" | "InternalException" | "ThrottlingException"
+    )
+    .then_some("EventBridge reported a concurrent modification")
+}
+
+/// PutTargets right after PutRule may not find the rule yet (the provider polls DescribeRule
+/// after create).
+fn putting_targets(e: &AwsError) -> Option<&'static str> {
+    entry_transient(e).or_else(|| {
+        e.is("ResourceNotFoundException")
+            .then_some("EventBridge eventual consistency: the rule is not visible yet")
+    })
+}
+
+/// aws-behaviors.md, aws_cloudwatch_event_rule, Retries: DeleteRule is retried while
+/// EventBridge still sees the targets just removed.
+fn deleting_rule(e: &AwsError) -> Option<&'static str> {
+    e.says("ValidationException", "has targets")
+        .then_some("EventBridge eventual consistency: targets just removed are still seen")
+}
+
+/// A `FailedEntries` answer as an error: the first entry that is not worth retrying, else the
+/// first.
+fn failed_entries<'a>(
+    operation: &str,
+    entries: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
+) -> Option<AwsError> {
+    let errors: Vec<AwsError> = entries
+        .map(|(id, code, message)| AwsError {
+            operation: operation.to_string(),
+            code: if code.is_empty() { "Failed" } else { code }.to_string(),
+            message: format!("target {id}: {message}"),
+            http_status: Some(200),
+        })
+        .collect();
+    let worst = errors.iter().position(|e| entry_transient(e).is_none());
+    let pick = worst.unwrap_or(0);
+    errors.into_iter().nth(pick)
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleSpec {
@@ -258,7 +316,8 @@ pub async fn read(
                 event_pattern: r.event_pattern().map(|p| {
                     serde_json::from_str(p).unwrap_or_else(|_| Value::String(p.to_string()))
                 }),
-                enabled: r.state() == Some(&RuleState::Enabled),
+                // The provider reads ENABLED_WITH_ALL_CLOUDTRAIL_MANAGEMENT_EVENTS as enabled.
+                enabled: r.state().is_some_and(|s| s.as_str().starts_with("ENABLED")),
                 targets: Vec::new(),
                 tags: BTreeMap::new(),
                 references: BTreeSet::new(),
@@ -296,10 +355,11 @@ pub async fn read(
                     }
                 },
             );
-            let targets = match targets.map_err(failed("ListTargetsByRule")) {
-                Ok(out) => out,
-                Err(e) if e.is_not_found() => return Ok((address, None)),
-                Err(e) => return Err(e),
+            let Some(targets) = targets
+                .map_err(failed("ListTargetsByRule"))
+                .or_missing(TARGETS_NOT_FOUND)?
+            else {
+                return Ok((address, None));
             };
             spec.targets = targets
                 .targets()
@@ -389,26 +449,54 @@ async fn put_targets(aws: &Aws, rule: &str, targets: &[&RuleTarget]) -> Result<(
         }
         built.push(b.build()?);
     }
-    let out = aws
-        .events
-        .put_targets()
-        .rule(rule)
-        .set_targets(Some(built))
-        .send()
-        .await
-        .map_err(failed("PutTargets"))?;
-    if let Some(entry) = out.failed_entries().first() {
-        return Err(OpError::Aws(AwsError {
-            operation: "PutTargets".into(),
-            code: entry.error_code().unwrap_or("Failed").to_string(),
-            message: format!(
-                "target {}: {}",
-                entry.target_id().unwrap_or("?"),
-                entry.error_message().unwrap_or("")
-            ),
-            http_status: None,
-        }));
-    }
+    let pending = std::sync::Mutex::new(built);
+    eventual::retry(
+        rule,
+        aws.patience.propagation,
+        putting_targets as Transient,
+        || async {
+            let batch = match pending.lock() {
+                Ok(guard) => guard.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            let out = aws
+                .events
+                .put_targets()
+                .rule(rule)
+                .set_targets(Some(batch.clone()))
+                .send()
+                .await
+                .map_err(failed("PutTargets"))?;
+            let Some(error) = failed_entries(
+                "PutTargets",
+                out.failed_entries().iter().map(|e| {
+                    (
+                        e.target_id().unwrap_or("?"),
+                        e.error_code().unwrap_or_default(),
+                        e.error_message().unwrap_or_default(),
+                    )
+                }),
+            ) else {
+                return Ok(());
+            };
+            // Only the entries that failed are sent again.
+            let failed_ids: BTreeSet<&str> = out
+                .failed_entries()
+                .iter()
+                .filter_map(|e| e.target_id())
+                .collect();
+            let retry: Vec<EbTarget> = batch
+                .into_iter()
+                .filter(|t| failed_ids.contains(t.id()))
+                .collect();
+            match pending.lock() {
+                Ok(mut guard) => *guard = retry,
+                Err(poisoned) => *poisoned.into_inner() = retry,
+            }
+            Err(error)
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -416,13 +504,49 @@ async fn remove_targets(aws: &Aws, rule: &str, ids: Vec<String>) -> Result<(), O
     if ids.is_empty() {
         return Ok(());
     }
-    aws.events
-        .remove_targets()
-        .rule(rule)
-        .set_ids(Some(ids))
-        .send()
-        .await
-        .map_err(failed("RemoveTargets"))?;
+    let pending = std::sync::Mutex::new(ids);
+    eventual::retry(
+        rule,
+        aws.patience.propagation,
+        entry_transient as Transient,
+        || async {
+            let batch = match pending.lock() {
+                Ok(guard) => guard.clone(),
+                Err(poisoned) => poisoned.into_inner().clone(),
+            };
+            let out = aws
+                .events
+                .remove_targets()
+                .rule(rule)
+                .set_ids(Some(batch))
+                .send()
+                .await
+                .map_err(failed("RemoveTargets"))?;
+            let Some(error) = failed_entries(
+                "RemoveTargets",
+                out.failed_entries().iter().map(|e| {
+                    (
+                        e.target_id().unwrap_or("?"),
+                        e.error_code().unwrap_or_default(),
+                        e.error_message().unwrap_or_default(),
+                    )
+                }),
+            ) else {
+                return Ok(());
+            };
+            let retry: Vec<String> = out
+                .failed_entries()
+                .iter()
+                .filter_map(|e| e.target_id().map(str::to_string))
+                .collect();
+            match pending.lock() {
+                Ok(mut guard) => *guard = retry,
+                Err(poisoned) => *poisoned.into_inner() = retry,
+            }
+            Err(error)
+        },
+    )
+    .await?;
     Ok(())
 }
 
@@ -482,17 +606,16 @@ pub async fn update(
 
 /// Removes the targets (EventBridge refuses to delete a rule that has any), then the rule.
 pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
-    let targets = match aws
+    let Some(targets) = aws
         .events
         .list_targets_by_rule()
         .rule(name)
         .send()
         .await
         .map_err(failed("ListTargetsByRule"))
-    {
-        Ok(out) => out,
-        Err(e) if e.is_not_found() => return Ok(()),
-        Err(e) => return Err(e.into()),
+        .or_missing(TARGETS_NOT_FOUND)?
+    else {
+        return Ok(());
     };
     remove_targets(
         aws,
@@ -504,13 +627,21 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
             .collect(),
     )
     .await?;
-    aws.events
-        .delete_rule()
-        .name(name)
-        .send()
-        .await
-        .map_err(failed("DeleteRule"))
-        .or_missing()?;
+    eventual::retry(
+        name,
+        aws.patience.propagation,
+        deleting_rule as Transient,
+        || async {
+            aws.events
+                .delete_rule()
+                .name(name)
+                .send()
+                .await
+                .map_err(failed("DeleteRule"))
+                .or_missing(RULE_NOT_FOUND)
+        },
+    )
+    .await?;
     Ok(())
 }
 

@@ -6,20 +6,43 @@
 //! never quote the value.
 //!
 //! Read: one ListSecrets by the names' common prefix (paged, 100 a page) answers for every
-//! secret and every rotation configuration ([`SecretListing`]); nothing per secret. A secret
-//! scheduled for deletion reads as missing, and creating it restores it.
+//! secret and every rotation configuration ([`SecretListing`]). ListSecrets is eventually
+//! consistent (a new secret is missing for a while, a deleted one still listed), so where the
+//! listing disagrees with state (missing but known, or listed but unknown) the secret is read
+//! directly with DescribeSecret: nothing per secret in the steady state. A secret scheduled
+//! for deletion reads as missing (aws-behaviors.md, aws_secretsmanager_secret: `DeletedDate`).
+//!
+//! Create: a name still scheduled for deletion (`InvalidRequestException`) is restored if the
+//! secret is recoverable, else (a forced delete still purging) waited out within bounds; a
+//! secret that exists already (`ResourceExistsException`, an interrupted apply or a lagging
+//! listing) is converged if it carries this resource's ownership tags, refused otherwise.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use aws_sdk_secretsmanager::operation::describe_secret::DescribeSecretOutput;
 use aws_sdk_secretsmanager::types::{Filter, FilterNameStringType, SecretListEntry, Tag};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::eventual::{self, Transient};
 use crate::model::{Kind, KindSpec, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
+
+/// aws-behaviors.md, aws_secretsmanager_secret, Not found: `ResourceNotFoundException` (and a
+/// `DeletedDate`, checked where the answer is read).
+pub const NOT_FOUND: NotFound = NotFound::codes(&["ResourceNotFoundException"]);
+
+/// aws-behaviors.md, aws_secretsmanager_secret, Retries: CreateSecret is retried while the
+/// name is still "scheduled for deletion" or "was deleted" (a forced delete purges in the
+/// background).
+fn name_pending_deletion(e: &AwsError) -> Option<&'static str> {
+    (e.is("InvalidRequestException")
+        && (e.message.contains("scheduled for deletion") || e.message.contains("was deleted")))
+    .then_some("the name of a secret deleted moments ago is not free yet")
+}
 
 /// Secrets Manager's limit on a value.
 pub const MAX_VALUE_BYTES: usize = 65_536;
@@ -234,7 +257,13 @@ pub struct SecretListing {
 }
 
 impl SecretListing {
-    pub async fn load(aws: &Aws, names: &BTreeSet<&str>) -> Result<SecretListing, AwsError> {
+    /// Lists the secrets named `names`. Where the listing and `known` (the names state has)
+    /// disagree, the secret is read with DescribeSecret instead.
+    pub async fn load(
+        aws: &Aws,
+        names: &BTreeSet<&str>,
+        known: &BTreeSet<&str>,
+    ) -> Result<SecretListing, AwsError> {
         let mut listing = SecretListing::default();
         if names.is_empty() {
             return Ok(listing);
@@ -269,8 +298,55 @@ impl SecretListing {
                 _ => break,
             }
         }
+        let disputed: Vec<&str> = names
+            .iter()
+            .copied()
+            .filter(|name| listing.secrets.contains_key(*name) != known.contains(name))
+            .collect();
+        for name in disputed {
+            match describe(aws, name).await? {
+                Some(entry) => listing.secrets.insert(name.to_string(), entry),
+                None => listing.secrets.remove(name),
+            };
+        }
         Ok(listing)
     }
+}
+
+/// One secret read directly, as a listing entry; `None` when it does not exist or is
+/// scheduled for deletion.
+pub async fn describe(aws: &Aws, name: &str) -> Result<Option<SecretListEntry>, AwsError> {
+    Ok(describe_raw(aws, name)
+        .await?
+        .filter(|d| d.deleted_date().is_none())
+        .map(|d| entry_of(&d)))
+}
+
+async fn describe_raw(aws: &Aws, name: &str) -> Result<Option<DescribeSecretOutput>, AwsError> {
+    aws.secretsmanager
+        .describe_secret()
+        .secret_id(name)
+        .send()
+        .await
+        .map_err(failed("DescribeSecret"))
+        .or_missing(NOT_FOUND)
+}
+
+/// DescribeSecret's answer in ListSecrets' shape (`VersionIdsToStages` there is
+/// `SecretVersionsToStages` here).
+fn entry_of(d: &DescribeSecretOutput) -> SecretListEntry {
+    SecretListEntry::builder()
+        .set_arn(d.arn().map(str::to_string))
+        .set_name(d.name().map(str::to_string))
+        .set_description(d.description().map(str::to_string))
+        .set_kms_key_id(d.kms_key_id().map(str::to_string))
+        .set_rotation_enabled(d.rotation_enabled())
+        .set_rotation_lambda_arn(d.rotation_lambda_arn().map(str::to_string))
+        .set_rotation_rules(d.rotation_rules().cloned())
+        .set_tags(Some(d.tags().to_vec()))
+        .set_secret_versions_to_stages(d.version_ids_to_stages().cloned())
+        .set_deleted_date(d.deleted_date().cloned())
+        .build()
 }
 
 /// Whether a version is staged `AWSCURRENT`: the secret has a value.
@@ -286,23 +362,28 @@ pub fn read(listing: &SecretListing, targets: &[ReadTarget]) -> LiveMap {
     targets
         .iter()
         .map(|t| {
-            let spec = listing.secrets.get(&t.physical_id).map(|entry| {
-                Spec::Secret(SecretSpec {
-                    name: t.physical_id.clone(),
-                    description: entry.description().unwrap_or_default().to_string(),
-                    kms_key_id: entry.kms_key_id().map(str::to_string),
-                    format: SecretFormat::Text,
-                    tags: entry
-                        .tags()
-                        .iter()
-                        .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
-                        .collect(),
-                    value_set: Some(has_current_value(entry)),
-                })
-            });
+            let spec = listing
+                .secrets
+                .get(&t.physical_id)
+                .map(|entry| Spec::Secret(spec_of(&t.physical_id, entry)));
             (t.address.clone(), spec)
         })
         .collect()
+}
+
+fn spec_of(name: &str, entry: &SecretListEntry) -> SecretSpec {
+    SecretSpec {
+        name: name.to_string(),
+        description: entry.description().unwrap_or_default().to_string(),
+        kms_key_id: entry.kms_key_id().map(str::to_string),
+        format: SecretFormat::Text,
+        tags: entry
+            .tags()
+            .iter()
+            .filter_map(|t| Some((t.key()?.to_string(), t.value()?.to_string())))
+            .collect(),
+        value_set: Some(has_current_value(entry)),
+    }
 }
 
 fn sm_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
@@ -312,8 +393,70 @@ fn sm_tags(tags: &BTreeMap<String, String>) -> Vec<Tag> {
 }
 
 pub async fn create(aws: &Aws, spec: &SecretSpec) -> Result<(), OpError> {
-    let created = aws
-        .secretsmanager
+    match create_once(aws, spec).await {
+        Ok(()) => Ok(()),
+        Err(e) if name_pending_deletion(&e).is_some() => {
+            match describe_raw(aws, &spec.name).await? {
+                // Deleted with a recovery window: bring it back, then make it what the stack
+                // says.
+                Some(d) if d.deleted_date().is_some() => {
+                    aws.secretsmanager
+                        .restore_secret()
+                        .secret_id(&spec.name)
+                        .send()
+                        .await
+                        .map_err(failed("RestoreSecret"))?;
+                    // What it had before deletion is unknown: set description, key and every
+                    // tag.
+                    update_definition(aws, spec).await?;
+                    let untagged = SecretSpec {
+                        tags: BTreeMap::new(),
+                        ..spec.clone()
+                    };
+                    update(aws, spec, &untagged).await
+                }
+                // Deleted for good, and the name not free yet: wait it out.
+                _ => {
+                    eventual::retry(
+                        &spec.name,
+                        aws.patience.propagation,
+                        name_pending_deletion as Transient,
+                        || create_once(aws, spec),
+                    )
+                    .await?;
+                    Ok(())
+                }
+            }
+        }
+        // It exists, though the plan read it as missing (a lagging listing, or an interrupted
+        // apply): converge it if it is this resource, refuse it otherwise.
+        Err(e) if e.is("ResourceExistsException") => {
+            let live = describe(aws, &spec.name)
+                .await?
+                .ok_or_else(|| OpError::Aws(e.clone()))?;
+            let live = spec_of(&spec.name, &live);
+            let ours = [
+                crate::model::TAG_STACK,
+                crate::model::TAG_ENV,
+                crate::model::TAG_ADDRESS,
+            ]
+            .iter()
+            .all(|k| spec.tags.contains_key(*k) && spec.tags.get(*k) == live.tags.get(*k));
+            if !ours {
+                return Err(OpError::Refused(format!(
+                    "secret `{}` exists but does not carry this resource's ownership tags; \
+                     it is not this stack's to take",
+                    spec.name
+                )));
+            }
+            update(aws, spec, &live).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn create_once(aws: &Aws, spec: &SecretSpec) -> Result<(), AwsError> {
+    aws.secretsmanager
         .create_secret()
         .name(&spec.name)
         .description(&spec.description)
@@ -321,27 +464,8 @@ pub async fn create(aws: &Aws, spec: &SecretSpec) -> Result<(), OpError> {
         .set_tags(Some(sm_tags(&spec.tags)))
         .send()
         .await
-        .map_err(failed("CreateSecret"));
-    match created {
-        Ok(_) => Ok(()),
-        // Deleted with a recovery window: bring it back, then make it what the stack says.
-        Err(e) if e.is("InvalidRequestException") && e.message.contains("deletion") => {
-            aws.secretsmanager
-                .restore_secret()
-                .secret_id(&spec.name)
-                .send()
-                .await
-                .map_err(failed("RestoreSecret"))?;
-            // What it had before deletion is unknown: set description, key and every tag.
-            update_definition(aws, spec).await?;
-            let untagged = SecretSpec {
-                tags: BTreeMap::new(),
-                ..spec.clone()
-            };
-            update(aws, spec, &untagged).await
-        }
-        Err(e) => Err(e.into()),
-    }
+        .map_err(failed("CreateSecret"))?;
+    Ok(())
 }
 
 async fn update_definition(aws: &Aws, desired: &SecretSpec) -> Result<(), OpError> {
@@ -394,7 +518,7 @@ pub async fn delete(aws: &Aws, target: &Target, name: &str) -> Result<(), OpErro
         .send()
         .await
         .map_err(failed("DeleteSecret"))
-        .or_missing()?;
+        .or_missing(NOT_FOUND)?;
     Ok(())
 }
 

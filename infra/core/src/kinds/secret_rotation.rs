@@ -5,8 +5,10 @@
 //!
 //! Read: from the same ListSecrets answer as the secrets ([`SecretListing`]): no call of its
 //! own. Create and update: RotateSecret with `RotateImmediately=false`, so enabling rotation
-//! never rotates a value on the spot (Secrets Manager only tests the function). Delete:
-//! CancelRotateSecret.
+//! never rotates a value on the spot (Secrets Manager only tests the function), retried
+//! within bounds while Secrets Manager cannot invoke the function yet (aws-behaviors.md,
+//! aws_secretsmanager_secret_rotation: `AccessDeniedException` right after the invoke
+//! permission was added). Delete: CancelRotateSecret.
 
 use std::collections::BTreeSet;
 
@@ -17,10 +19,18 @@ use serde_json::Value;
 
 use super::secret::SecretListing;
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget};
-use crate::aws::{Aws, OrMissing, failed};
+use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::eventual::{self, Transient};
 use crate::model::{Address, Kind, KindSpec, LambdaSpec, Ref, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
+
+/// aws-behaviors.md, aws_secretsmanager_secret_rotation, Retries: RotateSecret is retried on
+/// `AccessDeniedException` ("Secrets Manager cannot invoke the specified Lambda function").
+fn invoke_propagating(e: &AwsError) -> Option<&'static str> {
+    e.is("AccessDeniedException")
+        .then_some("the rotation function's invoke permission is not effective yet")
+}
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SecretRotationSpec {
@@ -115,28 +125,38 @@ pub fn read(listing: &SecretListing, targets: &[ReadTarget]) -> LiveMap {
 /// the configuration may or may not have been stored (the emulator stores it, then fails
 /// while testing a secret that has no value yet): read it back and go by what is there.
 pub async fn put(aws: &Aws, spec: &SecretRotationSpec) -> Result<(), OpError> {
-    let sent = aws
-        .secretsmanager
-        .rotate_secret()
-        .secret_id(&spec.secret)
-        .rotation_lambda_arn(&spec.function_arn)
-        .rotation_rules(
-            RotationRulesType::builder()
-                .automatically_after_days(spec.after_days)
-                .build(),
-        )
-        .rotate_immediately(false)
-        .customize()
-        // A server error is settled by reading the configuration back, not by retrying.
-        .config_override(
-            aws_sdk_secretsmanager::config::Builder::default()
-                .retry_config(RetryConfig::standard().with_max_attempts(2)),
-        )
-        .send()
-        .await
-        .map_err(failed("RotateSecret"));
-    let Err(error) = sent else {
-        return Ok(());
+    let sent = eventual::retry(
+        &spec.secret,
+        aws.patience.propagation,
+        invoke_propagating as Transient,
+        || async {
+            aws.secretsmanager
+                .rotate_secret()
+                .secret_id(&spec.secret)
+                .rotation_lambda_arn(&spec.function_arn)
+                .rotation_rules(
+                    RotationRulesType::builder()
+                        .automatically_after_days(spec.after_days)
+                        .build(),
+                )
+                .rotate_immediately(false)
+                .customize()
+                // A server error is settled by reading the configuration back, not by
+                // retrying.
+                .config_override(
+                    aws_sdk_secretsmanager::config::Builder::default()
+                        .retry_config(RetryConfig::standard().with_max_attempts(2)),
+                )
+                .send()
+                .await
+                .map_err(failed("RotateSecret"))
+        },
+    )
+    .await;
+    let error = match sent {
+        Ok(_) => return Ok(()),
+        Err(eventual::RetryError::Aws(error)) => error,
+        Err(gave_up) => return Err(gave_up.into()),
     };
     let server_error = error.http_status.is_some_and(|s| s >= 500);
     if !server_error {
@@ -175,6 +195,6 @@ pub async fn delete(aws: &Aws, secret: &str) -> Result<(), OpError> {
         .send()
         .await
         .map_err(failed("CancelRotateSecret"))
-        .or_missing()?;
+        .or_missing(super::secret::NOT_FOUND)?;
     Ok(())
 }

@@ -12,10 +12,24 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::eventual::{self, Transient};
 use crate::model::{Address, Kind, KindSpec, PolicyDocument, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
+
+/// aws-behaviors.md, aws_sns_topic, Not found: `NotFoundException` (wire code `NotFound`).
+const NOT_FOUND: NotFound = NotFound::codes(&["NotFound", "NotFoundException"]);
+
+/// aws-behaviors.md, aws_sns_topic, Retries: right after CreateTopic, SetTopicAttributes is
+/// retried on `AuthorizationError` "no identity-based policy allows" while tag-based (ABAC)
+/// permissions on the new topic propagate. Only for a topic created moments ago (by this
+/// apply, or by an interrupted one it adopts): on an older topic the same error is a real
+/// denial.
+fn abac_propagating(e: &AwsError) -> Option<&'static str> {
+    e.says("AuthorizationError", "no identity-based policy allows")
+        .then_some("permissions on the new topic are propagating (ABAC)")
+}
 
 /// A subscription that has not been confirmed yet has this instead of an ARN.
 const PENDING: &str = "PendingConfirmation";
@@ -201,10 +215,11 @@ async fn read_one(aws: &Aws, name: &str, arn: &str) -> Result<Option<TopicSpec>,
         aws.sns.list_tags_for_resource().resource_arn(arn).send(),
         list_subscriptions(aws, arn),
     );
-    let attributes = match attributes.map_err(failed("GetTopicAttributes")) {
-        Ok(a) => a,
-        Err(e) if e.is_not_found() => return Ok(None),
-        Err(e) => return Err(e),
+    let Some(attributes) = attributes
+        .map_err(failed("GetTopicAttributes"))
+        .or_missing(NOT_FOUND)?
+    else {
+        return Ok(None);
     };
     let attributes = attributes.attributes().cloned().unwrap_or_default();
     let tags = tags
@@ -281,10 +296,10 @@ pub async fn create(aws: &Aws, spec: &TopicSpec) -> Result<(), OpError> {
     let arn = out.topic_arn().unwrap_or_default().to_string();
     // CreateTopic on an existing name changes nothing: attributes are always set explicitly.
     if !spec.display_name.is_empty() {
-        set_attribute(aws, &arn, "DisplayName", &spec.display_name).await?;
+        set_attribute(aws, &arn, "DisplayName", &spec.display_name, true).await?;
     }
     if let Some(policy) = &spec.policy {
-        set_attribute(aws, &arn, "Policy", &policy.to_aws()).await?;
+        set_attribute(aws, &arn, "Policy", &policy.to_aws(), true).await?;
     }
     let existing = list_subscriptions(aws, &arn).await?;
     for email in &spec.email_subscriptions {
@@ -295,7 +310,29 @@ pub async fn create(aws: &Aws, spec: &TopicSpec) -> Result<(), OpError> {
     Ok(())
 }
 
-async fn set_attribute(aws: &Aws, arn: &str, name: &str, value: &str) -> Result<(), OpError> {
+/// Sets one attribute; on a topic `just_created`, waits out ABAC propagation.
+async fn set_attribute(
+    aws: &Aws,
+    arn: &str,
+    name: &str,
+    value: &str,
+    just_created: bool,
+) -> Result<(), OpError> {
+    if just_created {
+        eventual::retry(
+            arn,
+            aws.patience.propagation,
+            abac_propagating as Transient,
+            || set_attribute_once(aws, arn, name, value),
+        )
+        .await?;
+    } else {
+        set_attribute_once(aws, arn, name, value).await?;
+    }
+    Ok(())
+}
+
+async fn set_attribute_once(aws: &Aws, arn: &str, name: &str, value: &str) -> Result<(), AwsError> {
     aws.sns
         .set_topic_attributes()
         .topic_arn(arn)
@@ -325,14 +362,15 @@ pub async fn update(
     arn: &str,
     desired: &TopicSpec,
     live: &TopicSpec,
+    just_created: bool,
 ) -> Result<(), OpError> {
     if desired.display_name != live.display_name {
-        set_attribute(aws, arn, "DisplayName", &desired.display_name).await?;
+        set_attribute(aws, arn, "DisplayName", &desired.display_name, just_created).await?;
     }
     if let Some(policy) = &desired.policy
         && live.policy.as_ref().map(PolicyDocument::canonical) != Some(policy.canonical())
     {
-        set_attribute(aws, arn, "Policy", &policy.to_aws()).await?;
+        set_attribute(aws, arn, "Policy", &policy.to_aws(), just_created).await?;
     }
     if desired.email_subscriptions != live.email_subscriptions {
         let existing = list_subscriptions(aws, arn).await?;
@@ -384,6 +422,6 @@ pub async fn delete(aws: &Aws, arn: &str) -> Result<(), OpError> {
         .send()
         .await
         .map_err(failed("DeleteTopic"))
-        .or_missing()?;
+        .or_missing(NOT_FOUND)?;
     Ok(())
 }

@@ -5,8 +5,10 @@
 //! workgroup (recursively) deletes them, so they are fields of this kind rather than resources
 //! of their own (their ids are random, and nothing else refers to them).
 //!
-//! Read: GetWorkGroup per workgroup (the emulator answers an empty 200 for a missing one),
-//! tags, and ListNamedQueries + GetNamedQuery for its queries. Changes use UpdateWorkGroup and
+//! Read: GetWorkGroup per workgroup, tags, and ListNamedQueries + GetNamedQuery for its
+//! queries. AWS says "missing" with a 400 `InvalidRequestException` whose message tells it
+//! apart ("is not found", "does not exist"); the emulator answers an empty 200, read as
+//! missing too. Changes use UpdateWorkGroup and
 //! Create/Update/DeleteNamedQuery; the emulator implements none of the updates or deletes, so
 //! against it only create, read and delete of the workgroup are exercised.
 
@@ -21,10 +23,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
-use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
 use crate::model::{Address, Kind, KindSpec, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
+
+/// aws-behaviors.md, aws_athena_workgroup, Not found: `InvalidRequestException` whose message
+/// contains "is not found" (GetWorkGroup, DeleteWorkGroup).
+const WORKGROUP_NOT_FOUND: NotFound =
+    NotFound::saying(&["InvalidRequestException"], &["is not found"]);
+/// aws-behaviors.md, aws_athena_named_query, Not found: `InvalidRequestException` whose message
+/// contains "does not exist".
+const QUERY_NOT_FOUND: NotFound =
+    NotFound::saying(&["InvalidRequestException"], &["does not exist"]);
 
 /// Athena's smallest per-query cutoff: 10 MB.
 pub const MIN_BYTES_SCANNED_CUTOFF: i64 = 10_485_760;
@@ -206,7 +217,7 @@ async fn read_queries(
                 .send()
                 .await
                 .map_err(failed("GetNamedQuery"));
-            Ok::<_, AwsError>(out.or_missing()?.and_then(|o| {
+            Ok::<_, AwsError>(out.or_missing(QUERY_NOT_FOUND)?.and_then(|o| {
                 let q = o.named_query()?;
                 Some((
                     q.name().to_string(),
@@ -294,7 +305,7 @@ async fn delete_query(aws: &Aws, id: &str) -> Result<(), OpError> {
         .send()
         .await
         .map_err(failed("DeleteNamedQuery"))
-        .or_missing()?;
+        .or_missing(QUERY_NOT_FOUND)?;
     Ok(())
 }
 
@@ -324,7 +335,7 @@ async fn read_one(
         .send()
         .await
         .map_err(failed("GetWorkGroup"));
-    let Some(out) = out.or_missing()? else {
+    let Some(out) = out.or_missing(WORKGROUP_NOT_FOUND)? else {
         return Ok(None);
     };
     let Some(group) = out.work_group() else {
@@ -402,7 +413,10 @@ pub async fn create(aws: &Aws, target: &Target, spec: &WorkgroupSpec) -> Result<
         .map_err(failed("CreateWorkGroup"));
     match created {
         Ok(_) => sync_queries(aws, &spec.name, &spec.named_queries, &BTreeMap::new()).await,
-        Err(e) if e.message.contains("already exists") => {
+        // AWS says "WorkGroup is already created", the emulator "already exists": the
+        // wording is not relied on; a workgroup that reads back exists (an interrupted apply
+        // made it) is converged like an update.
+        Err(e) if e.is("InvalidRequestException") => {
             let live = read_one(aws, target, &spec.name)
                 .await?
                 .ok_or_else(|| OpError::Aws(e.clone()))?;
@@ -489,6 +503,6 @@ pub async fn delete(aws: &Aws, name: &str) -> Result<(), OpError> {
         .send()
         .await
         .map_err(failed("DeleteWorkGroup"))
-        .or_missing()?;
+        .or_missing(WORKGROUP_NOT_FOUND)?;
     Ok(())
 }

@@ -178,21 +178,36 @@ async fn put(
     expected: Option<&str>,
 ) -> Result<Option<String>, StateError> {
     let body = serde_json::to_vec_pretty(info).unwrap_or_default();
-    let request = store
-        .aws
-        .s3
-        .put_object()
-        .bucket(&store.location.bucket)
-        .key(lock_key(store))
-        .content_type("application/json")
-        .body(ByteStream::from(body));
-    let request = match expected {
-        None => request.if_none_match("*"),
-        Some(etag) => request.if_match(etag),
-    };
-    match request.send().await.map_err(failed("PutObject")) {
+    let key = lock_key(store);
+    let written = crate::eventual::retry(
+        &key,
+        store.aws.patience.propagation,
+        super::store::conditional_conflict as crate::eventual::Transient,
+        || {
+            let request = store
+                .aws
+                .s3
+                .put_object()
+                .bucket(&store.location.bucket)
+                .key(&key)
+                .content_type("application/json")
+                .body(ByteStream::from(body.clone()));
+            let request = match expected {
+                None => request.if_none_match("*"),
+                Some(etag) => request.if_match(etag),
+            };
+            async move { request.send().await.map_err(failed("PutObject")) }
+        },
+    )
+    .await;
+    match written {
         Ok(out) => Ok(Some(out.e_tag().unwrap_or_default().to_string())),
-        Err(e) if matches!(e.http_status, Some(412 | 409 | 404)) => Ok(None),
+        // The condition failed: someone else holds the lock, or changed or removed it.
+        Err(crate::eventual::RetryError::Aws(e))
+            if e.is("PreconditionFailed") || e.is("NoSuchKey") =>
+        {
+            Ok(None)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -210,7 +225,17 @@ pub async fn acquire(
         if let Some(etag) = put(store, &info, None).await? {
             return Ok(held(store, info, etag, None));
         }
-        if let Some((current, etag)) = read_with_etag(store).await? {
+        let current = read_with_etag(store).await?;
+        // Neither taken nor readable (released between the two calls): try again, within
+        // the timeout like any other wait.
+        if current.is_none() && tokio::time::Instant::now() >= deadline {
+            return Err(StateError::Locked(format!(
+                "state s3://{}/{} could not be locked within the timeout",
+                store.location.bucket,
+                lock_key(store)
+            )));
+        }
+        if let Some((current, etag)) = current {
             if let Some(reason) = current.stale(Utc::now()) {
                 let ttl = info.ttl();
                 info.started_at = Utc::now();
@@ -309,9 +334,7 @@ async fn read_with_etag(store: &StateStore) -> Result<Option<(LockInfo, String)>
             })?;
             Ok(Some((info, etag)))
         }
-        Err(e) if e.is("NoSuchKey") || e.is("NoSuchBucket") || e.http_status == Some(404) => {
-            Ok(None)
-        }
+        Err(e) if e.is("NoSuchKey") || e.is("NoSuchBucket") => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

@@ -29,6 +29,25 @@ pub enum StateError {
     NotHeld(String, String),
     #[error("could not prepare the state bucket: {0}")]
     Bootstrap(String),
+    #[error(transparent)]
+    GaveUp(#[from] crate::eventual::GaveUp),
+}
+
+impl From<crate::eventual::RetryError> for StateError {
+    fn from(err: crate::eventual::RetryError) -> Self {
+        match err {
+            crate::eventual::RetryError::Aws(e) => StateError::Aws(e),
+            crate::eventual::RetryError::GaveUp(g) => StateError::GaveUp(g),
+        }
+    }
+}
+
+/// S3 answers a conditional write (`If-Match`, `If-None-Match`) that meets another one in
+/// flight with 409 `ConditionalRequestConflict`, and says to retry it (S3 user guide,
+/// conditional requests): it is not a lost race, which is 412 `PreconditionFailed`.
+pub(crate) fn conditional_conflict(e: &AwsError) -> Option<&'static str> {
+    e.is("ConditionalRequestConflict")
+        .then_some("S3 reported a conflicting conditional write in progress")
 }
 
 /// A state document and the ETag it was read with (`None`: no state yet).
@@ -76,7 +95,11 @@ impl StateStore {
             .map_err(failed("HeadBucket"))
         {
             Ok(_) => true,
-            Err(e) if e.http_status == Some(404) || e.is_not_found() => false,
+            // HEAD answers carry no body: S3's one not-found told by status alone
+            // (aws-behaviors.md, aws_s3_bucket).
+            Err(e) if e.http_status == Some(404) || e.is("NotFound") || e.is("NoSuchBucket") => {
+                false
+            }
             Err(e) => return Err(e.into()),
         };
         if exists {
@@ -122,7 +145,7 @@ impl StateStore {
             .map_err(failed("GetObject"));
         let out = match out {
             Ok(out) => out,
-            Err(e) if e.is("NoSuchKey") || e.is("NoSuchBucket") || e.http_status == Some(404) => {
+            Err(e) if e.is("NoSuchKey") || e.is("NoSuchBucket") => {
                 return Ok(Stored {
                     doc: None,
                     etag: None,
@@ -147,25 +170,31 @@ impl StateStore {
     /// (`None`: only if there is none). Returns the new ETag.
     pub async fn save(&self, doc: &StateDoc, expected: Option<&str>) -> Result<String, StateError> {
         let key = self.state_key();
-        let mut request = self
-            .aws
-            .s3
-            .put_object()
-            .bucket(&self.location.bucket)
-            .key(&key)
-            .content_type("application/json")
-            .body(ByteStream::from(doc.to_bytes()));
-        request = match expected {
-            Some(etag) => request.if_match(etag),
-            None => request.if_none_match("*"),
-        };
-        match request.send().await.map_err(failed("PutObject")) {
+        let bytes = doc.to_bytes();
+        let written = crate::eventual::retry(
+            &key,
+            self.aws.patience.propagation,
+            conditional_conflict as crate::eventual::Transient,
+            || {
+                let mut request = self
+                    .aws
+                    .s3
+                    .put_object()
+                    .bucket(&self.location.bucket)
+                    .key(&key)
+                    .content_type("application/json")
+                    .body(ByteStream::from(bytes.clone()));
+                request = match expected {
+                    Some(etag) => request.if_match(etag),
+                    None => request.if_none_match("*"),
+                };
+                async move { request.send().await.map_err(failed("PutObject")) }
+            },
+        )
+        .await;
+        match written {
             Ok(out) => Ok(out.e_tag().unwrap_or_default().to_string()),
-            Err(e)
-                if e.http_status == Some(412)
-                    || e.is("PreconditionFailed")
-                    || e.http_status == Some(409) =>
-            {
+            Err(crate::eventual::RetryError::Aws(e)) if e.is("PreconditionFailed") => {
                 Err(StateError::Conflict {
                     bucket: self.location.bucket.clone(),
                     key,
