@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 MOTO := $(VENV)/bin/moto_server
 
-.PHONY: demo test venv bench bench-scale bench-package bench-processor lint clean-venv fuzz
+.PHONY: demo test venv bench bench-scale bench-package bench-processor bench-aws-behaviour lint clean-venv fuzz
 
 # A Python venv with the pinned moto (the local AWS emulator).
 $(MOTO): requirements-dev.txt
@@ -41,6 +41,11 @@ bench: venv
 SIZES ?= 100 300 1000
 bench-scale: venv
 	cargo run --release -p infra --example scale_bench -- $(SIZES)
+
+# What AWS's behaviours (the test harness's AWS-behaviour layer, every rule, 8 s windows) add to
+# an apply from nothing, against the same apply on bare moto.
+bench-aws-behaviour: venv
+	cargo test --workspace --test aws_behaviour -- --ignored --nocapture bench_
 
 # Cold and warm Lambda packaging times and zip sizes.
 bench-package: venv

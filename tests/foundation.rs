@@ -520,6 +520,8 @@ async fn drift_names_out_of_band_changes_and_apply_restores_them() {
         .send()
         .await
         .unwrap();
+    // The tagging API lists a new resource only after a while (as AWS does).
+    moto.layer().wait_for_listings();
     let orphaned = infra(
         BIN,
         Some(&moto),

@@ -15,7 +15,8 @@ const STATE_BUCKET: &str = "linkedin-ads-infra-state-123456789012";
 const STATE_PREFIX: &str = "linkedin-ads/local";
 
 async fn store(moto: &Moto, prefix: &str) -> StateStore {
-    let aws = Aws::from_sdk_config(&moto.sdk_config().await, "us-east-1");
+    // The engine's store, through the AWS-behaviour layer (conditional writes meet S3's 409).
+    let aws = Aws::from_sdk_config(&moto.engine_sdk_config().await, "us-east-1");
     let store = StateStore::new(
         aws,
         StateLocation {

@@ -9,15 +9,19 @@ use testkit::Moto;
 
 const BUCKET: &str = "registry-test-bucket";
 
+/// The registry under test talks to S3 through the AWS-behaviour layer, where conditional
+/// writes meet S3's 409 `ConditionalRequestConflict`; the bucket is made directly.
 async fn registry(moto: &Moto) -> Registry {
-    let sdk = moto.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
-    s3.create_bucket().bucket(BUCKET).send().await.unwrap();
-    Registry::new(s3, BUCKET, "models/")
+    let client = |sdk: aws_types::SdkConfig| {
+        aws_sdk_s3::Client::from_conf(
+            aws_sdk_s3::config::Builder::from(&sdk)
+                .force_path_style(true)
+                .build(),
+        )
+    };
+    let direct = client(moto.sdk_config().await);
+    direct.create_bucket().bucket(BUCKET).send().await.unwrap();
+    Registry::new(client(moto.engine_sdk_config().await), BUCKET, "models/")
 }
 
 fn details(auc: f64) -> NewVersion {

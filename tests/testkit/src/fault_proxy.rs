@@ -2,11 +2,13 @@
 //! calls: throttling errors (in each protocol's own error format), 500s, connections dropped
 //! before the call reaches moto, and slow answers. Everything else is forwarded byte for byte.
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use crate::wire::{Request, forward, read_request};
 
 /// What happened to one call.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -166,85 +168,11 @@ impl Shared {
     }
 }
 
-/// One request as received: head lines and body bytes.
-struct Request {
-    head: Vec<String>,
-    body: Vec<u8>,
-}
-
-impl Request {
-    /// Answers to HEAD carry headers only.
-    fn is_head(&self) -> bool {
-        self.head.first().is_some_and(|l| l.starts_with("HEAD "))
-    }
-
-    fn header(&self, name: &str) -> Option<&str> {
-        self.head.iter().skip(1).find_map(|line| {
-            let (k, v) = line.split_once(':')?;
-            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-        })
-    }
-}
-
-fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option<Request>> {
-    let mut head = Vec::new();
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            return Ok(None);
-        }
-        let line = line.trim_end_matches(['\r', '\n']).to_string();
-        if line.is_empty() {
-            break;
-        }
-        head.push(line);
-    }
-    let mut request = Request {
-        head,
-        body: Vec::new(),
-    };
-    if request
-        .header("transfer-encoding")
-        .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
-    {
-        // Re-sent with a length, so that the upstream sees one plain body.
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            let mut chunk = vec![0; n + 2];
-            reader.read_exact(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            request.body.extend_from_slice(&chunk[..n]);
-        }
-        request
-            .head
-            .retain(|l| !l.to_ascii_lowercase().starts_with("transfer-encoding:"));
-        let length = request.body.len();
-        request.head.push(format!("Content-Length: {length}"));
-    } else if let Some(n) = request
-        .header("content-length")
-        .and_then(|v| v.parse().ok())
-    {
-        request.body = vec![0; n];
-        reader.read_exact(&mut request.body)?;
-    }
-    Ok(Some(request))
-}
-
 fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
     let mut reader = BufReader::new(client.try_clone()?);
     let mut client = client;
     while let Some(request) = read_request(&mut reader)? {
-        let service = request
-            .header("authorization")
-            .and_then(|a| a.split("Credential=").nth(1))
-            .and_then(|scope| scope.split('/').nth(3))
-            .unwrap_or_default()
-            .to_string();
+        let service = request.service();
         lock(&shared.arrivals).push((std::time::Instant::now(), service));
         let fault = shared.choose();
         shared.count(fault);
@@ -274,84 +202,15 @@ fn serve(client: TcpStream, shared: &Shared) -> std::io::Result<()> {
             Some(Fault::Slow) => std::thread::sleep(shared.slow),
             None => {}
         }
-        forward(&request, &shared.upstream, &mut client)?;
+        forward(&request, &shared.upstream)?.write_to(&mut client, request.is_head())?;
     }
     Ok(())
-}
-
-/// Sends `request` upstream on a fresh connection and copies the whole answer back.
-fn forward(request: &Request, upstream: &str, client: &mut TcpStream) -> std::io::Result<()> {
-    let mut server = TcpStream::connect(upstream)?;
-    let mut head: Vec<String> = request
-        .head
-        .iter()
-        .filter(|l| !l.to_ascii_lowercase().starts_with("connection:"))
-        .cloned()
-        .collect();
-    head.push("Connection: close".into());
-    let mut bytes = head.join("\r\n").into_bytes();
-    bytes.extend_from_slice(b"\r\n\r\n");
-    bytes.extend_from_slice(&request.body);
-    server.write_all(&bytes)?;
-    let mut reader = BufReader::new(server);
-    // Status line and headers, then exactly the body the headers announce.
-    let mut head = Vec::new();
-    let mut length = None;
-    let mut chunked = false;
-    loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 {
-            break;
-        }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse::<usize>().ok();
-        }
-        if lower.starts_with("transfer-encoding:") && lower.contains("chunked") {
-            chunked = true;
-        }
-        // The client keeps its connection to the proxy.
-        if lower.starts_with("connection:") {
-            continue;
-        }
-        let end = line == "\r\n" || line == "\n";
-        head.extend_from_slice(line.as_bytes());
-        if end {
-            break;
-        }
-    }
-    let status = std::str::from_utf8(&head)
-        .ok()
-        .and_then(|h| h.split_whitespace().nth(1))
-        .and_then(|c| c.parse::<u16>().ok())
-        .unwrap_or(200);
-    let mut body = Vec::new();
-    if request.is_head() || status == 204 || status == 304 {
-        length = Some(0);
-        chunked = false;
-    }
-    match (length, chunked) {
-        (Some(n), false) => {
-            body.resize(n, 0);
-            reader.read_exact(&mut body)?;
-        }
-        _ => {
-            reader.read_to_end(&mut body)?;
-        }
-    }
-    client.write_all(&head)?;
-    client.write_all(&body)?;
-    client.flush()
 }
 
 /// A throttling error in the format of the protocol the request uses, so the SDK classifies
 /// it as throttling (and retries with backoff) as it would a real one.
 fn throttling_response(request: &Request) -> Vec<u8> {
-    let path = request
-        .head
-        .first()
-        .and_then(|l| l.split_whitespace().nth(1))
-        .unwrap_or("/");
+    let path = request.target();
     // REST-JSON services (Lambda) version their paths by date: `/2015-03-31/functions`.
     let rest_json = path.get(1..11).is_some_and(|d| {
         d.len() == 10 && d.as_bytes()[4] == b'-' && d[..4].bytes().all(|b| b.is_ascii_digit())

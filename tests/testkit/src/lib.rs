@@ -1,9 +1,13 @@
 //! Test harness shared by every test that needs AWS: starts a private moto server on a free
-//! loopback port (one per [`Moto`] value), gives SDK configuration pointing at it, and runs
-//! the `infra` binary against it with dummy credentials.
+//! loopback port (one per [`Moto`] value) behind the AWS-behaviour layer
+//! ([`aws_behaviour`]), gives SDK configuration for both, and runs the `infra` binary through
+//! the layer with dummy credentials.
 
+pub mod aws_behaviour;
 pub mod fake_http;
 pub mod fault_proxy;
+pub mod lambda_runtime;
+pub mod wire;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -32,17 +36,40 @@ pub fn moto_server_path() -> PathBuf {
     workspace_root().join(".venv/bin/moto_server")
 }
 
-/// A moto server owned by this value; killed on drop.
+/// A moto server owned by this value, with the AWS-behaviour layer in front of it (unless
+/// started bare); both stop on drop.
+///
+/// The engine under test (the `infra` binary through [`Moto::env_vars`], the library through
+/// [`Moto::engine_sdk_config`]) talks to the layer, so it meets AWS's behaviours. A test's
+/// own setup and checks use [`Moto::sdk_config`]: moto directly, the ground truth, with no
+/// propagation windows or lagging listings in the way.
 pub struct Moto {
     pub port: u16,
     child: Child,
     _log: tempfile::NamedTempFile,
+    layer: Option<aws_behaviour::AwsBehaviour>,
 }
 
 impl Moto {
-    /// Starts moto with `MOTO_IAM_LOAD_MANAGED_POLICIES=true` on a free port and waits until
-    /// it answers.
+    /// moto behind the layer with every rule on and the suites' short windows
+    /// ([`aws_behaviour::Config::suite`]).
     pub fn start() -> Moto {
+        Self::start_with(aws_behaviour::Config::suite())
+    }
+
+    /// moto behind the layer with `config`.
+    pub fn start_with(config: aws_behaviour::Config) -> Moto {
+        let mut moto = Self::start_bare();
+        moto.layer = Some(aws_behaviour::AwsBehaviour::start(
+            &moto.moto_endpoint(),
+            config,
+        ));
+        moto
+    }
+
+    /// moto alone: for tests whose subject makes no control-plane calls the layer changes
+    /// (the handlers' object reads and writes), where the caller says why.
+    pub fn start_bare() -> Moto {
         let server = moto_server_path();
         assert!(
             server.exists(),
@@ -64,6 +91,7 @@ impl Moto {
                 port,
                 child,
                 _log: log,
+                layer: None,
             };
             if moto.wait_ready(Duration::from_secs(30)) {
                 return moto;
@@ -87,14 +115,33 @@ impl Moto {
         false
     }
 
+    /// What the engine talks to: the layer's endpoint (moto's when started bare).
     pub fn endpoint(&self) -> String {
+        match &self.layer {
+            Some(layer) => layer.endpoint(),
+            None => self.moto_endpoint(),
+        }
+    }
+
+    /// moto itself.
+    pub fn moto_endpoint(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Forgets every resource (`POST /moto-api/reset`).
+    /// The AWS-behaviour layer in front of moto.
+    pub fn layer(&self) -> &aws_behaviour::AwsBehaviour {
+        self.layer
+            .as_ref()
+            .expect("this moto was started bare, without the AWS-behaviour layer")
+    }
+
+    /// Forgets every resource (`POST /moto-api/reset`), and what the layer remembers.
     pub fn reset(&self) {
         self.http("POST", "/moto-api/reset", "")
             .expect("moto reset");
+        if let Some(layer) = &self.layer {
+            layer.reset();
+        }
     }
 
     /// A minimal HTTP/1.1 request to moto's own API; returns the body.
@@ -121,36 +168,49 @@ impl Moto {
         }
     }
 
-    /// SDK configuration for this server.
+    /// SDK configuration for moto itself: a test's own setup and checks (the ground truth).
     pub async fn sdk_config(&self) -> aws_types::SdkConfig {
-        aws_config::defaults(aws_config::BehaviorVersion::latest())
-            .region(aws_types::region::Region::new(REGION))
-            .endpoint_url(self.endpoint())
-            .credentials_provider(aws_types::sdk_config::SharedCredentialsProvider::new(
-                aws_credential_types::Credentials::new(
-                    ACCESS_KEY, SECRET_KEY, None, None, "testkit",
-                ),
-            ))
-            .load()
-            .await
+        sdk_config_for(self.moto_endpoint()).await
     }
 
-    /// Environment variables that point the SDK (and so `infra`) at this server.
-    pub fn env_vars(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("AWS_ENDPOINT_URL", self.endpoint()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-            ("AWS_REGION", REGION.into()),
-            ("AWS_EC2_METADATA_DISABLED", "true".into()),
-            ("AWS_CONFIG_FILE", "/dev/null".into()),
-            ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
-        ]
+    /// SDK configuration through the layer: for the engine's library under test.
+    pub async fn engine_sdk_config(&self) -> aws_types::SdkConfig {
+        sdk_config_for(self.endpoint()).await
     }
+
+    /// Environment variables that point the SDK (and so `infra`) at the layer.
+    pub fn env_vars(&self) -> Vec<(&'static str, String)> {
+        endpoint_env(self.endpoint())
+    }
+}
+
+async fn sdk_config_for(endpoint: String) -> aws_types::SdkConfig {
+    aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .region(aws_types::region::Region::new(REGION))
+        .endpoint_url(endpoint)
+        .credentials_provider(aws_types::sdk_config::SharedCredentialsProvider::new(
+            aws_credential_types::Credentials::new(ACCESS_KEY, SECRET_KEY, None, None, "testkit"),
+        ))
+        .load()
+        .await
+}
+
+/// Environment variables that point the SDK at `endpoint` with dummy credentials.
+pub fn endpoint_env(endpoint: String) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ENDPOINT_URL", endpoint),
+        ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
+        ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
+        ("AWS_REGION", REGION.into()),
+        ("AWS_EC2_METADATA_DISABLED", "true".into()),
+        ("AWS_CONFIG_FILE", "/dev/null".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/dev/null".into()),
+    ]
 }
 
 impl Drop for Moto {
     fn drop(&mut self) {
+        self.layer = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
