@@ -1,24 +1,77 @@
 //! Edits to the workspace's sources show up in the plan: one handler's source updates that
 //! function's code and nothing else; a view's SQL shows as a unified diff and is applied.
-//! These tests edit files of the workspace (restored on drop), so they live in their own test
-//! binary (cargo runs test binaries one after another) and take turns through `EDITING`.
+//! Each test edits its own copy of the checkout (never the checkout itself, which other tests
+//! read meanwhile), packaging in the checkout's build folder so that only the edited crates
+//! compile.
 
+use std::path::{Path, PathBuf};
+
+use infra_core::package::Packager;
 use serde_json::Value;
-use testkit::{Moto, infra, workspace_root};
+use testkit::{Moto, Run, workspace_root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_infra");
 
-static EDITING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Restores a file's original text when dropped, even if the test fails.
-struct Restore {
-    path: std::path::PathBuf,
-    original: String,
+/// A copy of the checkout (sources, assets, env files; not `target/` or `.git`).
+struct Checkout {
+    dir: tempfile::TempDir,
 }
 
-impl Drop for Restore {
-    fn drop(&mut self) {
-        let _ = std::fs::write(&self.path, &self.original);
+impl Checkout {
+    fn new() -> Checkout {
+        fn copy(from: &Path, to: &Path) {
+            std::fs::create_dir_all(to).unwrap();
+            for entry in std::fs::read_dir(from).unwrap() {
+                let entry = entry.unwrap();
+                let name = entry.file_name();
+                if name == "target" || name == ".venv" || name == ".git" {
+                    continue;
+                }
+                let (src, dst) = (entry.path(), to.join(&name));
+                if entry.file_type().unwrap().is_dir() {
+                    copy(&src, &dst);
+                } else {
+                    std::fs::copy(&src, &dst).unwrap();
+                }
+            }
+        }
+        let root = workspace_root();
+        let dir = tempfile::tempdir().unwrap();
+        copy(&root, dir.path());
+        std::os::unix::fs::symlink(root.join(".venv"), dir.path().join(".venv")).unwrap();
+        Checkout { dir }
+    }
+
+    fn path(&self, relative: &str) -> PathBuf {
+        self.dir.path().join(relative)
+    }
+
+    /// Replaces `from` with `to` in one file of the copy.
+    fn edit(&self, relative: &str, from: &str, to: &str) {
+        let path = self.path(relative);
+        let original = std::fs::read_to_string(&path).unwrap();
+        let edited = original.replace(from, to);
+        assert_ne!(edited, original, "the edit must change {relative}");
+        std::fs::write(&path, edited).unwrap();
+    }
+
+    /// `infra ARGS` on this copy, against `moto`.
+    fn infra(&self, moto: &Moto, args: &[&str]) -> Run {
+        let envs = self.path("stacks/envs");
+        let mut all = vec!["--envs-dir", envs.to_str().unwrap()];
+        all.extend_from_slice(args);
+        let output = testkit::infra_command(BIN, Some(moto), &all)
+            .env(
+                "INFRA_LAMBDA_BUILD_DIR",
+                Packager::new(&workspace_root()).build_dir,
+            )
+            .output()
+            .expect("run infra");
+        Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     }
 }
 
@@ -42,112 +95,26 @@ fn updates(plan: &Value) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
+/// One copy of the checkout for both edits: its handlers compile once (a copy is a checkout of
+/// its own to cargo), and each edit is planned, applied and planned again.
 #[test]
-fn editing_one_handler_updates_only_its_function() {
-    let _turn = EDITING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+fn edits_to_a_view_and_to_one_handler_show_as_exactly_those_changes() {
+    let checkout = Checkout::new();
     let moto = Moto::start();
-    let applied = infra(
-        BIN,
-        Some(&moto),
-        &["apply", "--env", "local", "--auto-approve"],
-    );
+    let applied = checkout.infra(&moto, &["apply", "--env", "local", "--auto-approve"]);
     assert_eq!(applied.code, 0, "{}", applied.all());
-
-    let path = workspace_root().join("runtime/src/bin/optimizer.rs");
-    let original = std::fs::read_to_string(&path).unwrap();
-    let restore = Restore {
-        path: path.clone(),
-        original: original.clone(),
-    };
-    let edited = original.replace("\"optimization run done\"", "\"optimization run finished\"");
-    assert_ne!(edited, original, "the edit must change the handler");
-    std::fs::write(&path, edited).unwrap();
-
-    let plan = infra(
-        BIN,
-        Some(&moto),
-        &["plan", "--env", "local", "--format", "json"],
-    );
-    assert_eq!(plan.code, 0, "{}", plan.all());
-    assert!(
-        plan.stderr
-            .contains("Packaging Lambda handlers (optimizer)"),
-        "only optimizer rebuilt: {}",
-        plan.all()
-    );
-    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
-    assert_eq!(
-        updates(&plan),
-        vec![(
-            "lambda.optimizer".to_string(),
-            vec!["code_sha256".to_string()]
-        )]
-    );
-
-    let applied = infra(
-        BIN,
-        Some(&moto),
-        &["apply", "--env", "local", "--auto-approve"],
-    );
-    assert_eq!(applied.code, 0, "{}", applied.all());
-    assert_eq!(
-        infra(
-            BIN,
-            Some(&moto),
-            &["plan", "--env", "local", "--detailed-exitcode"]
-        )
-        .code,
-        0
-    );
-
-    // Back to the original source: the rebuild gives the original bytes again, so the plan
-    // shows the original CodeSha256 coming back.
-    drop(restore);
-    let plan = infra(
-        BIN,
-        Some(&moto),
-        &["plan", "--env", "local", "--format", "json"],
-    );
-    assert_eq!(plan.code, 0, "{}", plan.all());
-    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
-    assert_eq!(
-        updates(&plan),
-        vec![(
-            "lambda.optimizer".to_string(),
-            vec!["code_sha256".to_string()]
-        )]
-    );
+    a_view_shows_a_sql_diff_and_apply_updates_it(&checkout, &moto);
+    one_handler_updates_only_its_function(&checkout, &moto);
 }
 
-#[test]
-fn editing_a_view_shows_a_sql_diff_and_apply_updates_it() {
-    let _turn = EDITING
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
-    let moto = Moto::start();
-    let applied = infra(
-        BIN,
-        Some(&moto),
-        &["apply", "--env", "local", "--auto-approve"],
-    );
-    assert_eq!(applied.code, 0, "{}", applied.all());
-
-    let path = workspace_root().join("assets/athena/views/daily_summary.sql");
-    let original = std::fs::read_to_string(&path).unwrap();
-    let restore = Restore {
-        path: path.clone(),
-        original: original.clone(),
-    };
-    let edited = original.replace(
+fn a_view_shows_a_sql_diff_and_apply_updates_it(checkout: &Checkout, moto: &Moto) {
+    checkout.edit(
+        "assets/athena/views/daily_summary.sql",
         "WHERE rank_in_day = 1",
         "WHERE rank_in_day = 1 AND impressions >= 0",
     );
-    assert_ne!(edited, original);
-    std::fs::write(&path, edited).unwrap();
 
-    let plan = infra(BIN, Some(&moto), &["plan", "--env", "local"]);
+    let plan = checkout.infra(moto, &["plan", "--env", "local"]);
     assert_eq!(plan.code, 0, "{}", plan.all());
     assert!(
         plan.stdout.contains("glue_table.daily_summary  (update)"),
@@ -171,20 +138,50 @@ fn editing_a_view_shows_a_sql_diff_and_apply_updates_it() {
         plan.all()
     );
 
-    let applied = infra(
-        BIN,
-        Some(&moto),
-        &["apply", "--env", "local", "--auto-approve"],
-    );
+    let applied = checkout.infra(moto, &["apply", "--env", "local", "--auto-approve"]);
     assert_eq!(applied.code, 0, "{}", applied.all());
-    assert_eq!(
-        infra(
-            BIN,
-            Some(&moto),
-            &["plan", "--env", "local", "--detailed-exitcode"]
-        )
-        .code,
-        0
+    let plan = checkout.infra(moto, &["plan", "--env", "local", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+}
+
+fn one_handler_updates_only_its_function(checkout: &Checkout, moto: &Moto) {
+    let handler = "runtime/src/bin/optimizer.rs";
+    let (done, finished) = ("\"optimization run done\"", "\"optimization run finished\"");
+    checkout.edit(handler, done, finished);
+
+    let plan = checkout.infra(moto, &["plan", "--env", "local", "--format", "json"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    assert!(
+        plan.stderr
+            .contains("Packaging Lambda handlers (optimizer)"),
+        "only optimizer rebuilt: {}",
+        plan.all()
     );
-    drop(restore);
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(
+        updates(&plan),
+        vec![(
+            "lambda.optimizer".to_string(),
+            vec!["code_sha256".to_string()]
+        )]
+    );
+
+    let applied = checkout.infra(moto, &["apply", "--env", "local", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    let plan = checkout.infra(moto, &["plan", "--env", "local", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    // Back to the original source: the rebuild gives the original bytes again, so the plan
+    // shows the original CodeSha256 coming back.
+    checkout.edit(handler, finished, done);
+    let plan = checkout.infra(moto, &["plan", "--env", "local", "--format", "json"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+    let plan: Value = serde_json::from_str(&plan.stdout).unwrap();
+    assert_eq!(
+        updates(&plan),
+        vec![(
+            "lambda.optimizer".to_string(),
+            vec!["code_sha256".to_string()]
+        )]
+    );
 }

@@ -81,6 +81,10 @@ pub struct Packager {
     pub crate_dir: String,
     /// Zips and manifests: `<workspace>/target/lambda`.
     pub out_dir: PathBuf,
+    /// Where cargo compiles the handlers: `$INFRA_LAMBDA_BUILD_DIR`, else
+    /// `<workspace>/target/lambda/build`. Nothing in it reaches a zip (its path is remapped),
+    /// so checkouts of one machine can share one and compile the dependencies once.
+    pub build_dir: PathBuf,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -96,6 +100,9 @@ impl Packager {
             workspace: workspace.to_path_buf(),
             crate_dir: "runtime".into(),
             out_dir: workspace.join("target").join("lambda"),
+            build_dir: std::env::var_os("INFRA_LAMBDA_BUILD_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| workspace.join("target").join("lambda").join("build")),
         }
     }
 
@@ -174,14 +181,19 @@ impl Packager {
     }
 
     fn binary_path(&self, handler: &str) -> PathBuf {
-        self.build_dir()
+        self.compile_dir()
             .join(TARGET_DIR_NAME)
             .join(PROFILE)
             .join(handler)
     }
 
-    fn build_dir(&self) -> PathBuf {
-        self.out_dir.join("build")
+    /// The build folder as cargo is given it: one spelling of it (symlinks resolved), so that
+    /// every checkout sharing it passes the same flags and reuses what was compiled.
+    fn compile_dir(&self) -> PathBuf {
+        let _ = std::fs::create_dir_all(&self.build_dir);
+        self.build_dir
+            .canonicalize()
+            .unwrap_or_else(|_| self.build_dir.clone())
     }
 
     /// Hash of everything the handler's binary is built from.
@@ -241,9 +253,8 @@ impl Packager {
         let cargo_home = std::env::var("CARGO_HOME")
             .map(PathBuf::from)
             .unwrap_or_else(|_| home_dir().join(".cargo"));
-        let build_dir = self.build_dir();
+        let build_dir = self.compile_dir();
         let rustflags = RUSTFLAGS_TEMPLATE
-            .replace("{workspace}", &self.workspace.to_string_lossy())
             .replace("{cargo_home}", &cargo_home.to_string_lossy())
             .replace("{build_dir}", &build_dir.to_string_lossy());
         let mut command = Command::new(&zigbuild);
@@ -303,9 +314,12 @@ impl Packager {
     }
 }
 
-/// Paths that differ between machines and checkouts are remapped, so that the binary (panic
-/// locations, debug strings) holds none of them; symbols are stripped.
-const RUSTFLAGS_TEMPLATE: &str = "--remap-path-prefix={build_dir}=/target --remap-path-prefix={workspace}=/build --remap-path-prefix={cargo_home}=/cargo -C strip=symbols";
+/// Paths that differ between machines are remapped, so that the binary (panic locations,
+/// debug strings) holds none of them; symbols are stripped. The checkout's own path needs no
+/// remapping: cargo gives rustc the workspace's sources relative to its root, and leaving it
+/// out keeps these flags the same for every checkout sharing a build folder (so the
+/// dependencies compile once). `tests/packaging.rs` checks that no path leaks into a zip.
+const RUSTFLAGS_TEMPLATE: &str = "--remap-path-prefix={build_dir}=/target --remap-path-prefix={cargo_home}=/cargo -C strip=symbols";
 
 fn home_dir() -> PathBuf {
     std::env::var_os("HOME")
@@ -385,6 +399,24 @@ mod tests {
         assert_eq!(entry.name(), "bootstrap");
         assert_eq!(entry.unix_mode().map(|m| m & 0o777), Some(0o755));
         assert!(entry.extra_data().is_none_or(|d| d.is_empty()));
+    }
+
+    /// `make demo` compiles the handlers' dependencies ahead with the packager's target and
+    /// flags; if they drift apart, packaging would compile everything again.
+    #[test]
+    fn the_demo_warms_the_build_with_the_packagers_target_and_flags() {
+        let script = std::fs::read_to_string(
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/warm-lambda-build.sh"),
+        )
+        .expect("infra/scripts/warm-lambda-build.sh");
+        assert!(
+            script.contains(&format!("LAMBDA_TARGET=\"{LAMBDA_TARGET}\"")),
+            "the script's target is not {LAMBDA_TARGET}"
+        );
+        assert!(
+            script.contains(&format!("RUSTFLAGS_TEMPLATE=\"{RUSTFLAGS_TEMPLATE}\"")),
+            "the script's flags are not {RUSTFLAGS_TEMPLATE}"
+        );
     }
 
     #[test]
