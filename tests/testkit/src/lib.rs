@@ -270,24 +270,28 @@ pub fn infra_with_stdin(bin: &str, moto: Option<&Moto>, args: &[&str], input: &s
     Run::from_output(child.wait_with_output().expect("wait for infra"))
 }
 
+/// `infra ARGS` from the workspace root, pointed at `moto` (through its layer) with dummy
+/// credentials. Every `AWS_*` and `INFRA_*` setting of the developer's own environment (a
+/// profile, a service's endpoint, config files, a log level) is left out, so that nothing of
+/// theirs leaks into a test.
 pub fn infra_command(bin: &str, moto: Option<&Moto>, args: &[&str]) -> Command {
     let mut cmd = Command::new(bin);
     cmd.current_dir(workspace_root())
         .args(args)
         .stdin(Stdio::null());
+    for (name, _) in std::env::vars_os() {
+        let name = name.to_string_lossy();
+        if name.starts_with("AWS_") || name.starts_with("INFRA_") {
+            cmd.env_remove(name.as_ref());
+        }
+    }
     let vars = match moto {
         Some(m) => m.env_vars(),
-        None => vec![
-            ("AWS_ENDPOINT_URL", "http://127.0.0.1:9".to_string()),
-            ("AWS_ACCESS_KEY_ID", ACCESS_KEY.into()),
-            ("AWS_SECRET_ACCESS_KEY", SECRET_KEY.into()),
-            ("AWS_REGION", REGION.into()),
-        ],
+        None => endpoint_env("http://127.0.0.1:9".to_string()),
     };
     for (k, v) in vars {
         cmd.env(k, v);
     }
-    cmd.env_remove("INFRA_ENVS_DIR");
     cmd
 }
 
