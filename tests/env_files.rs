@@ -149,10 +149,34 @@ fn every_problem_is_reported_at_once() {
 }
 
 #[test]
-fn an_unknown_env_is_named() {
+fn an_unknown_env_is_named_with_the_known_ones() {
     let run = infra(BIN, None, &["plan", "--env", "qa"]);
     assert_eq!(run.code, 1);
-    assert!(run.stderr.contains("qa.toml"), "{}", run.all());
+    assert!(
+        run.stderr.contains("qa.toml")
+            && run
+                .stderr
+                .contains("no environment `qa`; the known ones are dev, local, prod, staging"),
+        "{}",
+        run.all()
+    );
+}
+
+/// A command that needs AWS, with nothing listening at the endpoint: one line naming the
+/// endpoint and the cause, not the connector's debug dump.
+#[test]
+fn an_unreachable_endpoint_is_named_in_one_line() {
+    let run = infra(BIN, None, &["state", "list", "--env", "local"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    let error = run.stderr.trim();
+    assert_eq!(error.lines().count(), 1, "{}", run.all());
+    assert!(
+        error.contains("cannot reach AWS at http://127.0.0.1:9 (AWS_ENDPOINT_URL)")
+            && error.contains("Connection refused")
+            && !error.contains("ConnectorError"),
+        "{}",
+        run.all()
+    );
 }
 
 #[test]
@@ -426,9 +450,8 @@ fn a_waiver_with_a_reason_lets_the_plan_through_and_is_shown() {
 
 #[test]
 fn timeouts_out_of_range_or_unknown_name_file_line_and_field() {
-    let run = plan_with(|t| {
-        format!("{t}\n[timeouts]\npropagation_seconds = 0\nready_seconds = 7200\n")
-    });
+    let run =
+        plan_with(|t| format!("{t}\n[timeouts]\npropagation_seconds = 0\nready_seconds = 7200\n"));
     let edited_lines =
         std::fs::read_to_string(testkit::workspace_root().join("stacks/envs/local.toml"))
             .unwrap()

@@ -360,7 +360,36 @@ impl Env {
                 ),
             }]));
         }
-        Env::load(&dir.join(format!("{name}.toml")))
+        let path = dir.join(format!("{name}.toml"));
+        if !path.exists() {
+            let mut known: Vec<String> = std::fs::read_dir(dir)
+                .map(|entries| {
+                    entries
+                        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+                        .filter_map(|f| f.strip_suffix(".toml").map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default();
+            known.sort();
+            return Err(EnvErrors(vec![EnvError {
+                file: path,
+                line: None,
+                column: None,
+                field: String::new(),
+                message: if known.is_empty() {
+                    format!(
+                        "no environment `{name}`: {} has no env files",
+                        dir.display()
+                    )
+                } else {
+                    format!(
+                        "no environment `{name}`; the known ones are {}",
+                        known.join(", ")
+                    )
+                },
+            }]));
+        }
+        Env::load(&path)
     }
 
     /// Parses and checks the text of env file `path`.

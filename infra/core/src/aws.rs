@@ -335,11 +335,38 @@ where
                 SdkError::ConstructionFailure(_) => "ConstructionFailure".to_string(),
                 _ => "Unknown".to_string(),
             },
-            message: aws_smithy_types::error::display::DisplayErrorContext(&other).to_string(),
+            message: match &other {
+                // One line a person reads: where, and the innermost causes (not the
+                // connector's debug dump).
+                SdkError::DispatchFailure(_) => {
+                    let at = std::env::var("AWS_ENDPOINT_URL")
+                        .map(|url| format!(" at {url} (AWS_ENDPOINT_URL)"))
+                        .unwrap_or_default();
+                    format!("cannot reach AWS{at}: {}", causes(&other))
+                }
+                SdkError::TimeoutError(_) => format!("no answer in time: {}", causes(&other)),
+                _ => aws_smithy_types::error::display::DisplayErrorContext(&other).to_string(),
+            },
             http_status,
         },
     };
     error.with_retry_note()
+}
+
+/// The chain of an error's causes, each once, by their own messages.
+fn causes(error: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next = error.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !text.is_empty() && !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = cause.source();
+    }
+    // The innermost two say what happened ("tcp connect error", "Connection refused").
+    let start = parts.len().saturating_sub(2);
+    parts[start..].join(": ")
 }
 
 /// Error codes the SDK's standard retry strategy treats as throttling.
