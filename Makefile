@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 MOTO := $(VENV)/bin/moto_server
 
-.PHONY: demo test venv bench bench-scale bench-package bench-processor bench-aws-behaviour lint clean-venv fuzz
+.PHONY: demo demo-build demo-lambda-deps test test-timings test-packaging-cold preflight venv bench bench-scale bench-package bench-processor bench-aws-behaviour lint clean-venv fuzz
 
 # A Python venv with the pinned moto (the local AWS emulator).
 $(MOTO): requirements-dev.txt
@@ -16,21 +16,54 @@ $(MOTO): requirements-dev.txt
 
 venv: $(MOTO)
 
+# Debug builds of `infra` and the demo's helpers (the demo needs no optimized `infra`, whose
+# release build takes three times as long), while the Lambda handlers' dependencies compile
+# for Lambda alongside; then the stack applied to a local emulator and the pipeline run on it.
 demo: venv
-	cargo build --release -p infra
+	@infra/scripts/preflight.sh
+	@$(MAKE) --no-print-directory -j2 demo-build demo-lambda-deps
 	infra/scripts/with-moto.sh infra/scripts/demo.sh
+
+demo-build:
+	cargo build --workspace --bin infra --bin run-local --bin sample-linkedin --bin pipeline-report
+
+demo-lambda-deps: venv
+	infra/scripts/warm-lambda-build.sh
 
 lint:
 	cargo fmt --all -- --check
 	cargo clippy --workspace --all-targets -- -D warnings
 
-# plans/ must match the stacks (`infra synth` regenerates it).
+# Every step is timed (`make test-timings` prints where the time went). The tests are built
+# once (`cargo test --workspace`'s feature set, which nextest reuses); `synth --check` runs the
+# `infra` binary that build made, so plans/ must match the stacks without a build of its own;
+# cargo-nextest then runs the test binaries side by side (.config/nextest.toml).
 # No incremental compilation: on a fresh clone it only costs disk (gigabytes of caches that
 # a one-off build never reuses), and CI machines can be short of disk.
+TIMED := infra/scripts/timed.sh
 test: export CARGO_INCREMENTAL := 0
-test: venv lint
-	cargo run --quiet -p infra -- synth --check
-	cargo test --workspace
+test:
+	@rm -f target/make-test-steps.tsv
+	@$(TIMED) preflight infra/scripts/preflight.sh --nextest
+	@$(TIMED) venv $(MAKE) --no-print-directory venv
+	@$(TIMED) fmt cargo fmt --all -- --check
+	@# The handlers' dependencies compile for Lambda meanwhile (most end-to-end tests package).
+	@mkdir -p target
+	@($(TIMED) lambda-deps infra/scripts/warm-lambda-build.sh >target/warm-lambda-build.log 2>&1 &)
+	@$(TIMED) clippy cargo clippy --workspace --all-targets -- -D warnings
+	@$(TIMED) build cargo test --workspace --no-run
+	@$(TIMED) synth-check target/debug/infra synth --check
+	@$(TIMED) tests cargo nextest run --workspace
+	@$(TIMED) doctests cargo test --workspace --doc
+	@python3 infra/scripts/test_timings.py
+
+# Where the time of the last `make test` went: per step, and per test binary.
+test-timings:
+	@python3 infra/scripts/test_timings.py
+
+# The packaging check with a cold build in a copy of the workspace (as on another machine).
+test-packaging-cold: venv
+	cargo test --workspace --test packaging -- --ignored
 
 # Wall time and AWS calls of a no-op plan of the local stack (see README).
 bench: venv

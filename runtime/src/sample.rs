@@ -86,36 +86,101 @@ pub fn creative_lines(run_id: &str) -> Vec<String> {
         .collect()
 }
 
-/// One day's `raw/linkedin/ad_analytics` lines of run `run_id`, one per creative.
-pub fn analytics_lines(day: NaiveDate, run_id: &str, seed: u64) -> Vec<String> {
+/// One creative's numbers on one day.
+struct DayMetrics {
+    index: usize,
+    impressions: u64,
+    clicks: u64,
+    cost: f64,
+    conversions: u64,
+}
+
+/// Every creative's numbers on `day`, the same for the same seed.
+fn day_metrics(day: NaiveDate, seed: u64) -> Vec<DayMetrics> {
     let mut rng = fastrand::Rng::with_seed(
         seed.wrapping_mul(6_364_136_223_846_793_005)
             .wrapping_add(day.num_days_from_ce().unsigned_abs().into()),
     );
     (0..COPY.len())
-        .map(|i| {
+        .map(|index| {
             let impressions = 800 + rng.u64(0..2200);
             let noise = 0.7 + rng.f64() * 0.6;
-            let clicks = (impressions as f64 * true_ctr(i) * noise).round() as u64;
-            let cpc = 3.0 + (i % CAMPAIGNS.len()) as f64;
-            let conversion_rate = [0.12, 0.05, 0.08, 0.03][i % CAMPAIGNS.len()];
+            let clicks = (impressions as f64 * true_ctr(index) * noise).round() as u64;
+            let cpc = 3.0 + (index % CAMPAIGNS.len()) as f64;
+            let conversion_rate = [0.12, 0.05, 0.08, 0.03][index % CAMPAIGNS.len()];
             let conversions = (clicks as f64 * conversion_rate * (0.5 + rng.f64())).round();
-            let cost = (clicks as f64 * cpc * 100.0).round() / 100.0;
+            DayMetrics {
+                index,
+                impressions,
+                clicks,
+                cost: (clicks as f64 * cpc * 100.0).round() / 100.0,
+                conversions: conversions as u64,
+            }
+        })
+        .collect()
+}
+
+/// One day's `raw/linkedin/ad_analytics` lines of run `run_id`, one per creative.
+pub fn analytics_lines(day: NaiveDate, run_id: &str, seed: u64) -> Vec<String> {
+    day_metrics(day, seed)
+        .into_iter()
+        .map(|m| {
             json!({
-                "creative_id": format!("{}", 700_001 + i),
+                "creative_id": format!("{}", 700_001 + m.index),
                 "account_id": ACCOUNT,
-                "campaign_id": CAMPAIGNS[i % CAMPAIGNS.len()],
+                "campaign_id": CAMPAIGNS[m.index % CAMPAIGNS.len()],
                 "date": day.to_string(),
-                "impressions": impressions,
-                "clicks": clicks,
-                "cost_local": cost,
-                "cost_usd": cost,
-                "conversions": conversions as u64,
+                "impressions": m.impressions,
+                "clicks": m.clicks,
+                "cost_local": m.cost,
+                "cost_usd": m.cost,
+                "conversions": m.conversions,
                 "run_id": run_id,
             })
             .to_string()
         })
         .collect()
+}
+
+/// The sample account's creatives as LinkedIn's creatives API answers them (one page, text
+/// ads).
+pub fn api_creatives() -> serde_json::Value {
+    let elements: Vec<serde_json::Value> = COPY
+        .iter()
+        .enumerate()
+        .map(|(i, (headline, description))| {
+            json!({
+                "id": format!("urn:li:sponsoredCreative:{}", 700_001 + i),
+                "account": format!("urn:li:sponsoredAccount:{ACCOUNT}"),
+                "campaign": format!("urn:li:sponsoredCampaign:{}", CAMPAIGNS[i % CAMPAIGNS.len()]),
+                "intendedStatus": "ACTIVE",
+                "content": {"textAd": {"headline": headline, "description": description}},
+                "leadgenCallToAction": {"label": if i % 3 == 0 { "DOWNLOAD" } else { "LEARN_MORE" }},
+            })
+        })
+        .collect();
+    json!({"paging": {"count": elements.len(), "start": 0, "links": []}, "metadata": {}, "elements": elements})
+}
+
+/// The sample account's daily creative analytics from `start` through `end`, as LinkedIn's
+/// adAnalytics API answers them (money as decimal strings).
+pub fn api_analytics(start: NaiveDate, end: NaiveDate, seed: u64) -> serde_json::Value {
+    let date = |d: NaiveDate| json!({"year": d.year(), "month": d.month(), "day": d.day()});
+    let mut elements = Vec::new();
+    for day in start.iter_days().take_while(|d| *d <= end) {
+        for m in day_metrics(day, seed) {
+            elements.push(json!({
+                "pivotValues": [format!("urn:li:sponsoredCreative:{}", 700_001 + m.index)],
+                "dateRange": {"start": date(day), "end": date(day)},
+                "impressions": m.impressions,
+                "clicks": m.clicks,
+                "costInLocalCurrency": format!("{:.2}", m.cost),
+                "costInUsd": format!("{:.2}", m.cost),
+                "externalWebsiteConversions": m.conversions,
+            }));
+        }
+    }
+    json!({"paging": {"count": elements.len(), "start": 0, "links": []}, "elements": elements})
 }
 
 /// `(key, NDJSON)` objects of `days` days ending `last`, one run per day, plus the creatives.

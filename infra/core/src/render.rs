@@ -11,6 +11,16 @@ use crate::plan::{Action, Change, FieldChange, Plan, PlanMode, SecretStatus};
 
 /// The plan for a terminal or a log: one block per change, per-field details, a summary.
 pub fn plan_text(plan: &Plan) -> String {
+    plan_text_of(plan, true)
+}
+
+/// The plan as [`plan_text`] prints it, one line per change without the fields: what a person
+/// watching an apply reads (the per-field plan is `infra plan`).
+pub fn plan_summary_text(plan: &Plan) -> String {
+    plan_text_of(plan, false)
+}
+
+fn plan_text_of(plan: &Plan, with_fields: bool) -> String {
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -48,10 +58,15 @@ pub fn plan_text(plan: &Plan) -> String {
         Action::Update,
         Action::NoOp,
     ];
+    if !with_fields {
+        out.push('\n');
+    }
     for action in order {
         for change in changes.iter().filter(|c| c.action == action) {
-            out.push('\n');
-            change_text(&mut out, change);
+            if with_fields {
+                out.push('\n');
+            }
+            change_text(&mut out, change, with_fields);
         }
     }
     let s = &plan.summary;
@@ -91,7 +106,7 @@ fn secrets_text(out: &mut String, env: &str, secrets: &[SecretStatus]) {
     }
 }
 
-fn change_text(out: &mut String, change: &Change) {
+fn change_text(out: &mut String, change: &Change, with_fields: bool) {
     let label = if change.adopt && change.action == Action::NoOp {
         "adopt".to_string()
     } else {
@@ -116,7 +131,7 @@ fn change_text(out: &mut String, change: &Change) {
     for note in &change.notes {
         let _ = writeln!(out, "      # {note}");
     }
-    if change.action == Action::Delete {
+    if change.action == Action::Delete || !with_fields {
         return;
     }
     for field in &change.fields {

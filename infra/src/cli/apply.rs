@@ -35,6 +35,7 @@ pub async fn run(paths: &Paths, args: ApplyArgs, used: &mut Option<Context>) -> 
     }
     let run = Run {
         command: format!("infra apply --env {}", args.env.name),
+        compact: args.compact,
         auto_approve: args.auto_approve,
         lock_timeout: args.lock_timeout,
         options: ApplyOptions {
@@ -64,6 +65,7 @@ pub async fn destroy(
     }
     let run = Run {
         command: format!("infra destroy --env {}", args.env.name),
+        compact: args.compact,
         auto_approve: args.auto_approve,
         lock_timeout: args.lock_timeout,
         options: ApplyOptions {
@@ -102,6 +104,8 @@ fn read_plan(path: &std::path::Path) -> anyhow::Result<Plan> {
 
 struct Run {
     command: String,
+    /// One line per change, and per finished change.
+    compact: bool,
     auto_approve: bool,
     lock_timeout: Duration,
     options: ApplyOptions,
@@ -154,7 +158,11 @@ impl Run {
             }
             None => ctx.plan(&stored, self.plan_options).await?,
         };
-        print!("{}", render::plan_text(&plan));
+        if self.compact {
+            print!("{}", render::plan_summary_text(&plan));
+        } else {
+            print!("{}", render::plan_text(&plan));
+        }
         if !plan.has_changes() {
             return Ok(0);
         }
@@ -162,7 +170,9 @@ impl Run {
             println!("Nothing applied.");
             return Ok(1);
         }
+        let compact = self.compact;
         let print_event = |event: Event| match event {
+            Event::Started { .. } if compact => {}
             Event::Started { address, action } => {
                 eprintln!("{address}: {}...", present(action.as_str()))
             }

@@ -193,6 +193,9 @@ pub struct ApplyArgs {
     /// Allow deleting or replacing protected resources.
     #[arg(long)]
     pub allow_protected: bool,
+    /// Print the plan one line per change (no fields) and one line per finished change.
+    #[arg(long)]
+    pub compact: bool,
 }
 
 #[derive(Debug, Args)]
@@ -221,6 +224,9 @@ pub struct DestroyArgs {
     pub parallelism: u16,
     #[arg(long, default_value = "0s", value_parser = parse_duration)]
     pub lock_timeout: Duration,
+    /// Print the plan one line per change and one line per finished change.
+    #[arg(long)]
+    pub compact: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -333,6 +339,8 @@ pub fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn,infra::wait=info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colours only for a person at a terminal, not in logs and CI output.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
