@@ -6,7 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 MOTO := $(VENV)/bin/moto_server
 
-.PHONY: demo demo-build demo-lambda-deps test test-timings test-packaging-cold preflight venv bench bench-scale bench-package bench-processor bench-aws-behaviour lint clean-venv fuzz
+.PHONY: demo demo-build demo-lambda-deps test test-timings test-crash test-packaging-cold preflight venv bench bench-scale bench-package bench-processor bench-aws-behaviour lint clean-venv fuzz
 
 # A Python venv with the pinned moto (the local AWS emulator).
 $(MOTO): requirements-dev.txt
@@ -37,7 +37,9 @@ lint:
 # Every step is timed (`make test-timings` prints where the time went). The tests are built
 # once (`cargo test --workspace`'s feature set, which nextest reuses); `synth --check` runs the
 # `infra` binary that build made, so plans/ must match the stacks without a build of its own;
-# cargo-nextest then runs the test binaries side by side (.config/nextest.toml).
+# cargo-nextest then runs the test binaries side by side (.config/nextest.toml), the first
+# end-to-end test to package building the Lambda handlers while the others wait or run.
+# (Compiling the handlers alongside clippy and the build was measured slower on 2 cores.)
 # No incremental compilation: on a fresh clone it only costs disk (gigabytes of caches that
 # a one-off build never reuses), and CI machines can be short of disk.
 TIMED := infra/scripts/timed.sh
@@ -47,9 +49,6 @@ test:
 	@$(TIMED) preflight infra/scripts/preflight.sh --nextest
 	@$(TIMED) venv $(MAKE) --no-print-directory venv
 	@$(TIMED) fmt cargo fmt --all -- --check
-	@# The handlers' dependencies compile for Lambda meanwhile (most end-to-end tests package).
-	@mkdir -p target
-	@($(TIMED) lambda-deps infra/scripts/warm-lambda-build.sh >target/warm-lambda-build.log 2>&1 &)
 	@$(TIMED) clippy cargo clippy --workspace --all-targets -- -D warnings
 	@$(TIMED) build cargo test --workspace --no-run
 	@$(TIMED) synth-check target/debug/infra synth --check
@@ -60,6 +59,10 @@ test:
 # Where the time of the last `make test` went: per step, and per test binary.
 test-timings:
 	@python3 infra/scripts/test_timings.py
+
+# The crash trials with forty random kills of apply and of destroy (make test runs eight).
+test-crash: venv
+	CRASH_TRIALS=40 cargo nextest run --workspace -E 'test(killed_at_random_points)'
 
 # The packaging check with a cold build in a copy of the workspace (as on another machine).
 test-packaging-cold: venv

@@ -180,6 +180,9 @@ async fn retries_are_bounded_and_a_rerun_converges_once_the_cause_clears() {
     )
     .unwrap();
     moto.layer().never_clear(Rule::IamPropagation);
+    // Packaging first (it may wait for other builds), so that the apply below is timed alone.
+    let plan = run_in(&moto, envs.path(), &["plan", "--env", "local"]);
+    assert_exit(&plan, 0, "plan", &moto);
 
     let started = Instant::now();
     let failed = run_in(

@@ -1,7 +1,8 @@
-//! Edits to the workspace's sources show up in the plan: one handler's source updates that
-//! function's code and nothing else; a view's SQL shows as a unified diff and is applied.
-//! Each test edits its own copy of the checkout (never the checkout itself, which other tests
-//! read meanwhile), packaging in the checkout's build folder so that only the edited crates
+//! Another checkout of the same sources (a copy in another folder, as a fresh clone is)
+//! packages the same zip bytes as this one; and edits to its sources show up in the plan: one
+//! handler's source updates that function's code and nothing else, a view's SQL shows as a
+//! unified diff and is applied. The copy is edited, never the checkout itself (other tests
+//! read it meanwhile); it packages in the checkout's build folder, so only its own crates
 //! compile.
 
 use std::path::{Path, PathBuf};
@@ -95,16 +96,41 @@ fn updates(plan: &Value) -> Vec<(String, Vec<String>)> {
         .collect()
 }
 
-/// One copy of the checkout for both edits: its handlers compile once (a copy is a checkout of
-/// its own to cargo), and each edit is planned, applied and planned again.
+const HANDLERS: [&str; 5] = [
+    "collector",
+    "processor",
+    "optimizer",
+    "copy-generator",
+    "token-rotation",
+];
+
+/// One copy of the checkout for everything here: its handlers compile once (a copy is a
+/// checkout of its own to cargo); its zips are compared with the checkout's, then each edit is
+/// planned, applied and planned again.
 #[test]
-fn edits_to_a_view_and_to_one_handler_show_as_exactly_those_changes() {
+fn another_checkout_packages_the_same_bytes_and_edits_show_as_exactly_those_changes() {
     let checkout = Checkout::new();
     let moto = Moto::start();
     let applied = checkout.infra(&moto, &["apply", "--env", "local", "--auto-approve"]);
     assert_eq!(applied.code, 0, "{}", applied.all());
+    the_copy_packaged_the_same_bytes(&checkout);
     a_view_shows_a_sql_diff_and_apply_updates_it(&checkout, &moto);
     one_handler_updates_only_its_function(&checkout, &moto);
+}
+
+fn the_copy_packaged_the_same_bytes(checkout: &Checkout) {
+    let here = Packager::new(&workspace_root())
+        .package(&HANDLERS, &|_| {})
+        .expect("package in the checkout");
+    let copy = Packager::new(checkout.dir.path());
+    for handler in HANDLERS {
+        let there = std::fs::read(copy.zip_path(handler)).expect("the copy's zip");
+        assert_eq!(
+            std::fs::read(&here[handler].zip).unwrap(),
+            there,
+            "{handler}: same source in another folder, other zip bytes"
+        );
+    }
 }
 
 fn a_view_shows_a_sql_diff_and_apply_updates_it(checkout: &Checkout, moto: &Moto) {

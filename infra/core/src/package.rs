@@ -138,6 +138,10 @@ impl Packager {
         }
         let names: Vec<&str> = stale.iter().map(|(h, _)| *h).collect();
         on_build(&names);
+        // Checkouts sharing the build folder build binaries of the same names into the same
+        // place: from this build until its binaries are read, the folder is this packager's
+        // alone (cargo's own lock covers the build only).
+        let _turn = self.lock_build_dir()?;
         self.build(&names)?;
         std::fs::create_dir_all(&self.out_dir).map_err(io(&self.out_dir))?;
         for (handler, inputs) in stale {
@@ -163,6 +167,19 @@ impl Packager {
             artifacts.insert(handler.to_string(), artifact);
         }
         Ok(artifacts)
+    }
+
+    /// Holds the build folder until dropped (an exclusive lock on a file in it).
+    fn lock_build_dir(&self) -> Result<std::fs::File, PackageError> {
+        let path = self.compile_dir().join(".infra-package.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        file.lock().map_err(io(&path))?;
+        Ok(file)
     }
 
     /// The artifact recorded for `handler` if its inputs are `inputs` and its zip is there.
