@@ -8,16 +8,10 @@ use std::path::PathBuf;
 use base64::Engine as _;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
+use stacks::linkedin_ads::FUNCTIONS as HANDLERS;
 use testkit::{Moto, infra, workspace_root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_infra");
-const HANDLERS: [&str; 5] = [
-    "collector",
-    "processor",
-    "optimizer",
-    "copy-generator",
-    "token-rotation",
-];
 const SCHEDULED: [(&str, &str); 4] = [
     ("collector", "rate(6 hours)"),
     ("processor", "cron(30 0/6 * * ? *)"),

@@ -9,32 +9,8 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use infra_core::package::{Artifact, Packager};
-use testkit::workspace_root;
-
-const HANDLERS: [&str; 5] = [
-    "collector",
-    "processor",
-    "optimizer",
-    "copy-generator",
-    "token-rotation",
-];
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let name = entry.file_name();
-        if name == "target" || name == ".venv" || name == ".git" {
-            continue;
-        }
-        let (src, dst) = (entry.path(), to.join(&name));
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&src, &dst);
-        } else {
-            std::fs::copy(&src, &dst).unwrap();
-        }
-    }
-}
+use stacks::linkedin_ads::FUNCTIONS as HANDLERS;
+use testkit::{checkout_copy, workspace_root};
 
 /// The `bootstrap` a zip holds.
 fn bootstrap(zip: &Path) -> Vec<u8> {
@@ -50,14 +26,6 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         && haystack
             .windows(needle.len())
             .any(|w| w == needle.as_bytes())
-}
-
-/// A copy of the workspace elsewhere, with the workspace's build tooling (the venv).
-fn clone_of(root: &Path) -> tempfile::TempDir {
-    let clone = tempfile::tempdir().unwrap();
-    copy_dir(root, clone.path());
-    std::os::unix::fs::symlink(root.join(".venv"), clone.path().join(".venv")).unwrap();
-    clone
 }
 
 fn assert_same(here: &Artifact, there: &Artifact, handler: &str) {
@@ -116,7 +84,7 @@ fn a_cold_build_elsewhere_gives_identical_zips() {
     let here = Packager::new(&root)
         .package(&["collector"], &|_| {})
         .expect("package in the workspace");
-    let clone = clone_of(&root);
+    let clone = checkout_copy();
     let mut packager = Packager::new(clone.path());
     packager.build_dir = PathBuf::from(clone.path()).join("target/lambda/build");
     let there = packager

@@ -5,10 +5,11 @@
 //! read it meanwhile); it packages in the checkout's build folder, so only its own crates
 //! compile.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use infra_core::package::Packager;
 use serde_json::Value;
+use stacks::linkedin_ads::FUNCTIONS as HANDLERS;
 use testkit::{Moto, Run, workspace_root};
 
 const BIN: &str = env!("CARGO_BIN_EXE_infra");
@@ -20,27 +21,9 @@ struct Checkout {
 
 impl Checkout {
     fn new() -> Checkout {
-        fn copy(from: &Path, to: &Path) {
-            std::fs::create_dir_all(to).unwrap();
-            for entry in std::fs::read_dir(from).unwrap() {
-                let entry = entry.unwrap();
-                let name = entry.file_name();
-                if name == "target" || name == ".venv" || name == ".git" {
-                    continue;
-                }
-                let (src, dst) = (entry.path(), to.join(&name));
-                if entry.file_type().unwrap().is_dir() {
-                    copy(&src, &dst);
-                } else {
-                    std::fs::copy(&src, &dst).unwrap();
-                }
-            }
+        Checkout {
+            dir: testkit::checkout_copy(),
         }
-        let root = workspace_root();
-        let dir = tempfile::tempdir().unwrap();
-        copy(&root, dir.path());
-        std::os::unix::fs::symlink(root.join(".venv"), dir.path().join(".venv")).unwrap();
-        Checkout { dir }
     }
 
     fn path(&self, relative: &str) -> PathBuf {
@@ -95,14 +78,6 @@ fn updates(plan: &Value) -> Vec<(String, Vec<String>)> {
         })
         .collect()
 }
-
-const HANDLERS: [&str; 5] = [
-    "collector",
-    "processor",
-    "optimizer",
-    "copy-generator",
-    "token-rotation",
-];
 
 /// One copy of the checkout for everything here: its handlers compile once (a copy is a
 /// checkout of its own to cargo); its zips are compared with the checkout's, then each edit is

@@ -7,14 +7,7 @@
 use std::time::Instant;
 
 use infra_core::package::Packager;
-
-const HANDLERS: [&str; 5] = [
-    "collector",
-    "processor",
-    "optimizer",
-    "copy-generator",
-    "token-rotation",
-];
+use stacks::linkedin_ads::FUNCTIONS as HANDLERS;
 
 fn main() -> anyhow::Result<()> {
     let workspace = testkit::workspace_root();

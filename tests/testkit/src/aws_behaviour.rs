@@ -391,19 +391,12 @@ impl AwsBehaviour {
             active: AtomicBool::new(false),
             conditional_writes: Mutex::new(()),
         });
-        let accept = Arc::clone(&shared);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let shared = Arc::clone(&accept);
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &shared);
-                });
-            }
-        });
+        crate::wire::serve_connections(
+            listener,
+            Arc::clone(&shared),
+            |s| s.stop.load(Ordering::SeqCst),
+            serve,
+        );
         if tagging {
             let poller = Arc::clone(&shared);
             std::thread::spawn(move || poll_tagging(&poller));

@@ -84,19 +84,12 @@ impl FaultProxy {
             arrivals: Mutex::new(Vec::new()),
             stop: AtomicBool::new(false),
         });
-        let accept = Arc::clone(&shared);
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                if accept.stop.load(Ordering::SeqCst) {
-                    break;
-                }
-                let Ok(stream) = stream else { continue };
-                let shared = Arc::clone(&accept);
-                std::thread::spawn(move || {
-                    let _ = serve(stream, &shared);
-                });
-            }
-        });
+        crate::wire::serve_connections(
+            listener,
+            Arc::clone(&shared),
+            |s| s.stop.load(Ordering::SeqCst),
+            serve,
+        );
         FaultProxy { port, shared }
     }
 

@@ -295,6 +295,34 @@ pub fn infra_command(bin: &str, moto: Option<&Moto>, args: &[&str]) -> Command {
     cmd
 }
 
+/// A copy of the checkout in a temp folder, as another clone of it would be (sources, assets,
+/// env files; not `target/`, `.venv` or `.git`), with the checkout's venv linked in for its
+/// build tools.
+pub fn checkout_copy() -> tempfile::TempDir {
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).expect("a folder of the copy");
+        for entry in std::fs::read_dir(from).expect("a folder of the checkout") {
+            let entry = entry.expect("a folder entry");
+            let name = entry.file_name();
+            if name == "target" || name == ".venv" || name == ".git" {
+                continue;
+            }
+            let (src, dst) = (entry.path(), to.join(&name));
+            if entry.file_type().expect("an entry's type").is_dir() {
+                copy(&src, &dst);
+            } else {
+                std::fs::copy(&src, &dst).expect("copy a file");
+            }
+        }
+    }
+    let root = workspace_root();
+    let dir = tempfile::tempdir().expect("temp dir");
+    copy(&root, dir.path());
+    std::os::unix::fs::symlink(root.join(".venv"), dir.path().join(".venv"))
+        .expect("link the venv");
+    dir
+}
+
 /// A copy of `stacks/envs` in a temp folder, for tests that edit env files.
 pub fn envs_copy() -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");

@@ -4,7 +4,50 @@
 //! moto's answers are small), chunked request bodies are re-sent with a length.
 
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
+use std::sync::Arc;
+
+/// Accepts connections on `listener` on a thread of its own until `stopped` says so (checked
+/// at each connection: a last one wakes it), each served by `serve` on its own thread.
+pub fn serve_connections<S: Send + Sync + 'static>(
+    listener: TcpListener,
+    shared: Arc<S>,
+    stopped: fn(&S) -> bool,
+    serve: fn(TcpStream, &S) -> std::io::Result<()>,
+) {
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            if stopped(&shared) {
+                break;
+            }
+            let Ok(stream) = stream else { continue };
+            let shared = Arc::clone(&shared);
+            std::thread::spawn(move || {
+                let _ = serve(stream, &shared);
+            });
+        }
+    });
+}
+
+/// A chunked body, whole.
+fn read_chunked(reader: &mut BufReader<TcpStream>) -> std::io::Result<Vec<u8>> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        if reader.read_line(&mut size)? == 0 {
+            break;
+        }
+        let n =
+            usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16).unwrap_or(0);
+        let mut chunk = vec![0; n + 2];
+        reader.read_exact(&mut chunk)?;
+        if n == 0 {
+            break;
+        }
+        body.extend_from_slice(&chunk[..n]);
+    }
+    Ok(body)
+}
 
 /// One request as received: request line, header lines and body bytes.
 #[derive(Clone, Debug)]
@@ -171,18 +214,7 @@ pub fn read_request(reader: &mut BufReader<TcpStream>) -> std::io::Result<Option
         .is_some_and(|v| v.eq_ignore_ascii_case("chunked"))
     {
         // Re-sent with a length, so that the upstream sees one plain body.
-        loop {
-            let mut size = String::new();
-            reader.read_line(&mut size)?;
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            let mut chunk = vec![0; n + 2];
-            reader.read_exact(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            request.body.extend_from_slice(&chunk[..n]);
-        }
+        request.body = read_chunked(reader)?;
         request
             .head
             .retain(|l| !l.to_ascii_lowercase().starts_with("transfer-encoding:"));
@@ -247,20 +279,7 @@ pub fn forward(request: &Request, upstream: &str) -> std::io::Result<Response> {
     if request.is_head() || status == 204 || status == 304 {
         // No body follows, whatever the headers announce.
     } else if chunked {
-        loop {
-            let mut size = String::new();
-            if reader.read_line(&mut size)? == 0 {
-                break;
-            }
-            let n = usize::from_str_radix(size.trim().split(';').next().unwrap_or("0"), 16)
-                .unwrap_or(0);
-            let mut chunk = vec![0; n + 2];
-            reader.read_exact(&mut chunk)?;
-            if n == 0 {
-                break;
-            }
-            body.extend_from_slice(&chunk[..n]);
-        }
+        body = read_chunked(&mut reader)?;
     } else if let Some(n) = length {
         body.resize(n, 0);
         reader.read_exact(&mut body)?;

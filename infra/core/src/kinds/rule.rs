@@ -58,25 +58,6 @@ fn deleting_rule(e: &AwsError) -> Option<&'static str> {
         .then_some("EventBridge eventual consistency: targets just removed are still seen")
 }
 
-/// A `FailedEntries` answer as an error: the first entry that is not worth retrying, else the
-/// first.
-fn failed_entries<'a>(
-    operation: &str,
-    entries: impl Iterator<Item = (&'a str, &'a str, &'a str)>,
-) -> Option<AwsError> {
-    let errors: Vec<AwsError> = entries
-        .map(|(id, code, message)| AwsError {
-            operation: operation.to_string(),
-            code: if code.is_empty() { "Failed" } else { code }.to_string(),
-            message: format!("target {id}: {message}"),
-            http_status: Some(200),
-        })
-        .collect();
-    let worst = errors.iter().position(|e| entry_transient(e).is_none());
-    let pick = worst.unwrap_or(0);
-    errors.into_iter().nth(pick)
-}
-
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct RuleSpec {
     pub name: String,
@@ -449,71 +430,49 @@ async fn put_targets(aws: &Aws, rule: &str, targets: &[&RuleTarget]) -> Result<(
         }
         built.push(b.build()?);
     }
-    let pending = std::sync::Mutex::new(built);
-    eventual::retry(
+    send_entries(
+        aws,
         rule,
-        aws.patience.propagation,
-        putting_targets as Transient,
-        || async {
-            let batch = match pending.lock() {
-                Ok(guard) => guard.clone(),
-                Err(poisoned) => poisoned.into_inner().clone(),
-            };
+        putting_targets,
+        built,
+        EbTarget::id,
+        |batch| async move {
             let out = aws
                 .events
                 .put_targets()
                 .rule(rule)
-                .set_targets(Some(batch.clone()))
+                .set_targets(Some(batch))
                 .send()
                 .await
                 .map_err(failed("PutTargets"))?;
-            let Some(error) = failed_entries(
-                "PutTargets",
-                out.failed_entries().iter().map(|e| {
-                    (
-                        e.target_id().unwrap_or("?"),
-                        e.error_code().unwrap_or_default(),
-                        e.error_message().unwrap_or_default(),
-                    )
-                }),
-            ) else {
-                return Ok(());
-            };
-            // Only the entries that failed are sent again.
-            let failed_ids: BTreeSet<&str> = out
+            Ok(out
                 .failed_entries()
                 .iter()
-                .filter_map(|e| e.target_id())
-                .collect();
-            let retry: Vec<EbTarget> = batch
-                .into_iter()
-                .filter(|t| failed_ids.contains(t.id()))
-                .collect();
-            match pending.lock() {
-                Ok(mut guard) => *guard = retry,
-                Err(poisoned) => *poisoned.into_inner() = retry,
-            }
-            Err(error)
+                .map(|e| {
+                    FailedEntry::of(
+                        "PutTargets",
+                        e.target_id(),
+                        e.error_code(),
+                        e.error_message(),
+                    )
+                })
+                .collect())
         },
     )
-    .await?;
-    Ok(())
+    .await
 }
 
 async fn remove_targets(aws: &Aws, rule: &str, ids: Vec<String>) -> Result<(), OpError> {
     if ids.is_empty() {
         return Ok(());
     }
-    let pending = std::sync::Mutex::new(ids);
-    eventual::retry(
+    send_entries(
+        aws,
         rule,
-        aws.patience.propagation,
-        entry_transient as Transient,
-        || async {
-            let batch = match pending.lock() {
-                Ok(guard) => guard.clone(),
-                Err(poisoned) => poisoned.into_inner().clone(),
-            };
+        entry_transient,
+        ids,
+        String::as_str,
+        |batch| async move {
             let out = aws
                 .events
                 .remove_targets()
@@ -522,30 +481,109 @@ async fn remove_targets(aws: &Aws, rule: &str, ids: Vec<String>) -> Result<(), O
                 .send()
                 .await
                 .map_err(failed("RemoveTargets"))?;
-            let Some(error) = failed_entries(
-                "RemoveTargets",
-                out.failed_entries().iter().map(|e| {
-                    (
-                        e.target_id().unwrap_or("?"),
-                        e.error_code().unwrap_or_default(),
-                        e.error_message().unwrap_or_default(),
-                    )
-                }),
-            ) else {
-                return Ok(());
-            };
-            let retry: Vec<String> = out
+            Ok(out
                 .failed_entries()
                 .iter()
-                .filter_map(|e| e.target_id().map(str::to_string))
-                .collect();
-            match pending.lock() {
-                Ok(mut guard) => *guard = retry,
-                Err(poisoned) => *poisoned.into_inner() = retry,
-            }
-            Err(error)
+                .map(|e| {
+                    FailedEntry::of(
+                        "RemoveTargets",
+                        e.target_id(),
+                        e.error_code(),
+                        e.error_message(),
+                    )
+                })
+                .collect())
         },
     )
+    .await
+}
+
+/// One entry PutTargets or RemoveTargets reported failed (inside its HTTP 200).
+struct FailedEntry {
+    target_id: String,
+    error: AwsError,
+}
+
+impl FailedEntry {
+    fn of(
+        operation: &str,
+        target_id: Option<&str>,
+        code: Option<&str>,
+        message: Option<&str>,
+    ) -> FailedEntry {
+        let target_id = target_id.unwrap_or("?").to_string();
+        FailedEntry {
+            error: AwsError {
+                operation: operation.to_string(),
+                code: code
+                    .filter(|c| !c.is_empty())
+                    .unwrap_or("Failed")
+                    .to_string(),
+                message: format!("target {target_id}: {}", message.unwrap_or_default()),
+                http_status: Some(200),
+            },
+            target_id,
+        }
+    }
+}
+
+/// Sends `entries` with `send` (which answers the entries that failed) until none fail: the
+/// failed ones alone are sent again while every failure is one `transient` waits out; the
+/// first other failure ends it.
+async fn send_entries<E, F, Fut>(
+    aws: &Aws,
+    rule: &str,
+    transient: Transient,
+    entries: Vec<E>,
+    id_of: fn(&E) -> &str,
+    send: F,
+) -> Result<(), OpError>
+where
+    E: Clone,
+    F: Fn(Vec<E>) -> Fut,
+    Fut: std::future::Future<Output = Result<Vec<FailedEntry>, AwsError>>,
+{
+    let pending = std::sync::Mutex::new(entries);
+    let take = || match pending.lock() {
+        Ok(guard) => guard.clone(),
+        Err(poisoned) => poisoned.into_inner().clone(),
+    };
+    eventual::retry(rule, aws.patience.propagation, transient, || {
+        let batch = take();
+        let sent = send(batch.clone());
+        let pending = &pending;
+        async move {
+            let failures = sent.await?;
+            if failures.is_empty() {
+                return Ok(());
+            }
+            let failed_ids: BTreeSet<&str> =
+                failures.iter().map(|f| f.target_id.as_str()).collect();
+            let again: Vec<E> = batch
+                .into_iter()
+                .filter(|e| failed_ids.contains(id_of(e)))
+                .collect();
+            match pending.lock() {
+                Ok(mut guard) => *guard = again,
+                Err(poisoned) => *poisoned.into_inner() = again,
+            }
+            // The first failure not worth retrying decides; else the first.
+            let worst = failures
+                .iter()
+                .position(|f| entry_transient(&f.error).is_none())
+                .unwrap_or(0);
+            Err(failures
+                .into_iter()
+                .nth(worst)
+                .map(|f| f.error)
+                .unwrap_or_else(|| AwsError {
+                    operation: "PutTargets".into(),
+                    code: "Failed".into(),
+                    message: "an entry failed".into(),
+                    http_status: Some(200),
+                }))
+        }
+    })
     .await?;
     Ok(())
 }
