@@ -1,9 +1,10 @@
 //! Another checkout of the same sources (a copy in another folder, as a fresh clone is)
 //! packages the same zip bytes as this one; and edits to its sources show up in the plan: one
-//! handler's source updates that function's code and nothing else, a view's SQL shows as a
-//! unified diff and is applied. The copy is edited, never the checkout itself (other tests
-//! read it meanwhile); it packages in the checkout's build folder, so only its own crates
-//! compile.
+//! handler's source updates that function's code and nothing else, an edit to a workspace
+//! crate the handlers link (`runtime/registry`, `runtime/datasets`) updates the code of exactly
+//! the functions using what was edited, a view's SQL shows as a unified diff and is applied.
+//! The copy is edited, never the checkout itself (other tests read it meanwhile); it packages
+//! in the checkout's build folder, so only its own crates compile.
 
 use std::path::PathBuf;
 
@@ -81,7 +82,9 @@ fn updates(plan: &Value) -> Vec<(String, Vec<String>)> {
 
 /// One copy of the checkout for everything here: its handlers compile once (a copy is a
 /// checkout of its own to cargo); its zips are compared with the checkout's, then each edit is
-/// planned, applied and planned again.
+/// planned, applied and planned again. An edit to a linked crate compiles the runtime library
+/// again (every handler links it): one such build per crate, since each crate's set of
+/// changed functions can only be seen on its own.
 #[test]
 fn another_checkout_packages_the_same_bytes_and_edits_show_as_exactly_those_changes() {
     let checkout = Checkout::new();
@@ -91,6 +94,7 @@ fn another_checkout_packages_the_same_bytes_and_edits_show_as_exactly_those_chan
     the_copy_packaged_the_same_bytes(&checkout);
     a_view_shows_a_sql_diff_and_apply_updates_it(&checkout, &moto);
     one_handler_updates_only_its_function(&checkout, &moto);
+    a_linked_crate_updates_exactly_the_functions_using_the_edit(&checkout, &moto);
 }
 
 fn the_copy_packaged_the_same_bytes(checkout: &Checkout) {
@@ -185,4 +189,69 @@ fn one_handler_updates_only_its_function(checkout: &Checkout, moto: &Moto) {
             vec!["code_sha256".to_string()]
         )]
     );
+}
+
+/// The crates the handlers link from elsewhere in the workspace are part of what they are
+/// built from: an edit there rebuilds every handler (each links both crates), and the plan
+/// updates exactly the functions whose code uses what was edited.
+fn a_linked_crate_updates_exactly_the_functions_using_the_edit(checkout: &Checkout, moto: &Moto) {
+    // The previous step planned the optimizer's original source back: deploy it, so that each
+    // edit below is seen alone.
+    let applied = checkout.infra(moto, &["apply", "--env", "local", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    let plan = checkout.infra(moto, &["plan", "--env", "local", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    // The registry: of the packaged handlers only the optimizer uses it (it loads the promoted
+    // models, `Registry::load_promoted`, whose reads report an object they cannot parse with
+    // this message); the trainer that registers models is not packaged.
+    checkout.edit(
+        "runtime/registry/src/lib.rs",
+        "not registry JSON",
+        "not Registry JSON",
+    );
+    plan_updates_the_code_of(checkout, moto, &["optimizer"]);
+    let applied = checkout.infra(moto, &["apply", "--env", "local", "--auto-approve"]);
+    assert_eq!(applied.code, 0, "{}", applied.all());
+    let plan = checkout.infra(moto, &["plan", "--env", "local", "--detailed-exitcode"]);
+    assert_eq!(plan.code, 0, "{}", plan.all());
+
+    // The datasets: where the daily aggregates live is used by the processor, which writes
+    // them, and by the optimizer and the copy generator, which read them
+    // (`processed::read_daily`); the collector writes the raw datasets only and token rotation
+    // uses none. (Same length, so that only these bytes move.)
+    checkout.edit(
+        "runtime/datasets/src/lib.rs",
+        "\"processed/daily_aggregates\"",
+        "\"processed/daily-aggregates\"",
+    );
+    plan_updates_the_code_of(
+        checkout,
+        moto,
+        &["copy-generator", "optimizer", "processor"],
+    );
+}
+
+/// Plans after an edit to a crate every handler links: every handler is rebuilt, and the plan
+/// updates the code of exactly `functions`.
+fn plan_updates_the_code_of(checkout: &Checkout, moto: &Moto, functions: &[&str]) {
+    let run = checkout.infra(moto, &["plan", "--env", "local", "--format", "json"]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stderr.contains(&format!(
+            "Packaging Lambda handlers ({})",
+            HANDLERS.join(", ")
+        )),
+        "every handler links the edited crate, so every one is rebuilt: {}",
+        run.all()
+    );
+    let plan: Value = serde_json::from_str(&run.stdout).unwrap();
+    let mut changed = updates(&plan);
+    changed.sort();
+    let mut expected: Vec<(String, Vec<String>)> = functions
+        .iter()
+        .map(|f| (format!("lambda.{f}"), vec!["code_sha256".to_string()]))
+        .collect();
+    expected.sort();
+    assert_eq!(changed, expected, "{}", run.stderr);
 }
