@@ -7,8 +7,8 @@
 use std::collections::BTreeSet;
 
 use infra_core::model::{
-    BucketSpec, CrawlerSpec, GlueDatabaseSpec, GlueTableSpec, NamedQuery, Ref, RoleSpec, Stack,
-    TableColumn, WorkgroupSpec,
+    BucketSpec, CrawlerSpec, GlueDatabaseSpec, GlueTableSpec, NamedQuery, PolicyDocument, Ref,
+    RoleSpec, Stack, Statement, TableColumn, WorkgroupSpec,
 };
 
 use datasets::{DAILY_AGGREGATES, Dataset, Format, RAW_ANALYTICS, RAW_CREATIVES, WEEKLY_SUMMARIES};
@@ -18,6 +18,13 @@ use crate::env::Env;
 /// Tables the crawler creates carry this prefix, so that it can never overwrite the tables
 /// the engine manages (`raw_analytics`, `raw_creatives`, the views).
 pub const CRAWLED_TABLE_PREFIX: &str = "crawled_";
+
+/// The datasets the crawler watches: the collector's raw NDJSON.
+pub const CRAWLED: [Dataset; 2] = [RAW_ANALYTICS, RAW_CREATIVES];
+
+/// The log group every Glue crawler of the account and region writes to (one stream per
+/// crawler), created by Glue on the first crawl.
+pub const CRAWLER_LOG_GROUP: &str = "/aws-glue/crawlers";
 use infra_core::sql::{self, SqlError, SqlFile};
 
 /// Raw rows start being collected on this day; projection covers it through today.
@@ -145,7 +152,7 @@ pub fn add(
         stack.target.name("raw"),
         crawler_role,
         &database,
-        [RAW_ANALYTICS, RAW_CREATIVES]
+        CRAWLED
             .iter()
             .map(|d| format!("s3://{}/{}/", data.name, d.prefix))
             .collect(),
@@ -218,6 +225,84 @@ pub fn add(
     } else {
         Err(problems)
     }
+}
+
+/// The crawler's role: what a Glue crawler needs and no more (instead of the AWS-managed
+/// `AWSGlueServiceRole`, which grants `glue:*` on `*`: the crawler could rewrite or delete the
+/// engine's own tables). It reads the database and creates and updates only its own
+/// `crawled_` tables and their partitions (its schema change policy logs, so nothing is
+/// deleted); it lists and reads only the raw prefixes it crawls; it writes to the crawlers'
+/// log group; and, with a customer managed key on the bucket, decrypts through S3.
+/// A Glue call on a table is checked against the catalog, the database and the table ARNs,
+/// so each statement names the three; `GetTables` returns only the tables granted.
+pub fn crawler_role(stack: &Stack, data: &Ref<BucketSpec>, data_key: Option<&str>) -> RoleSpec {
+    let t = &stack.target;
+    let glue = |resource: &str| format!("arn:aws:glue:{}:{}:{resource}", t.region, t.account_id);
+    let database = database_name(stack);
+    let catalog = glue("catalog");
+    let database_arn = glue(&format!("database/{database}"));
+    let tables = glue(&format!("table/{database}/{CRAWLED_TABLE_PREFIX}*"));
+    let logs = format!(
+        "arn:aws:logs:{}:{}:log-group:{CRAWLER_LOG_GROUP}",
+        t.region, t.account_id
+    );
+    let mut read = Statement::allow(["s3:GetObject"]).sid("ReadCrawledData");
+    for dataset in CRAWLED {
+        read = read.on_ref(data, &format!("/{}/*", dataset.prefix));
+    }
+    let listed: Vec<String> = CRAWLED
+        .iter()
+        .flat_map(|d| [d.prefix.to_string(), format!("{}/*", d.prefix)])
+        .collect();
+    let mut statements = vec![
+        Statement::allow(["glue:GetDatabase"])
+            .sid("ReadDatabase")
+            .on(catalog.clone())
+            .on(database_arn.clone()),
+        Statement::allow([
+            "glue:GetTable",
+            "glue:GetTables",
+            "glue:CreateTable",
+            "glue:UpdateTable",
+            "glue:GetPartition",
+            "glue:GetPartitions",
+            "glue:BatchGetPartition",
+            "glue:CreatePartition",
+            "glue:BatchCreatePartition",
+            "glue:UpdatePartition",
+            "glue:BatchUpdatePartition",
+        ])
+        .sid("WriteCrawledTables")
+        .on(catalog)
+        .on(database_arn)
+        .on(tables),
+        read,
+        Statement::allow(["s3:ListBucket"])
+            .sid("ListCrawledData")
+            .on_ref(data, "")
+            .condition("StringLike", "s3:prefix", listed),
+        // What the AWS-managed policy grants a crawler on every bucket, here on this one.
+        Statement::allow(["s3:GetBucketLocation", "s3:GetBucketAcl"])
+            .sid("LocateBucket")
+            .on_ref(data, ""),
+        Statement::allow([
+            "logs:CreateLogGroup",
+            "logs:CreateLogStream",
+            "logs:PutLogEvents",
+        ])
+        .sid("WriteCrawlerLogs")
+        .on(logs.clone())
+        .on(format!("{logs}:*")),
+    ];
+    if let Some(key) = data_key {
+        statements.push(crate::linkedin_ads::data_key_statement(stack, key, false));
+    }
+    RoleSpec::for_service(
+        t.name("glue-crawler"),
+        "glue.amazonaws.com",
+        "Glue crawler over the raw LinkedIn data",
+    )
+    .inline("crawl-raw", PolicyDocument::new(statements))
 }
 
 /// Fills `{{min_ctr}}` and `{{min_impressions}}` from the env's alarm thresholds, so a

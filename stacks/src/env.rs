@@ -252,8 +252,14 @@ pub struct LogsConfig {
 pub struct DataConfig {
     /// `sse-s3` or `aws:kms`.
     pub encryption: Spanned<String>,
+    /// With `aws:kms`, optional: the ARN of the customer managed key that encrypts the bucket
+    /// (`arn:aws:kms:<region>:<account>:key/<id>`, in the env's region). Every role that reads
+    /// or writes the bucket is granted `kms:Decrypt` (and, if it writes, `kms:GenerateDataKey`)
+    /// on it, through S3 only. Without it the bucket uses the AWS managed key `aws/s3`, whose
+    /// key policy already lets the account's principals use it through S3. An alias or a bare
+    /// key id is refused: IAM grants on a key name its ARN.
     #[serde(default)]
-    pub kms_key_id: Option<String>,
+    pub kms_key_arn: Option<Spanned<String>>,
     pub raw_expiration_days: Spanned<i32>,
     pub processed_infrequent_access_days: Spanned<i32>,
     pub processed_glacier_days: Spanned<i32>,
@@ -555,6 +561,21 @@ impl Env {
                 "data.encryption",
                 format!("`{other}`: `sse-s3` or `aws:kms`"),
             ),
+        }
+        if let Some(key) = &self.data.kms_key_arn {
+            if self.data.encryption.get_ref() != "aws:kms" {
+                problem(
+                    key.span(),
+                    "data.kms_key_arn",
+                    format!(
+                        "a KMS key is used only with `encryption = \"aws:kms\"` (here `{}`): \
+                         set that, or remove the key",
+                        self.data.encryption.get_ref()
+                    ),
+                );
+            } else if let Err(message) = check_kms_key_arn(key.get_ref(), region) {
+                problem(key.span(), "data.kms_key_arn", message);
+            }
         }
         let days = [
             (
@@ -961,7 +982,15 @@ impl Env {
         )
     }
 
-    /// The deployment target this env describes, for stack `stack`.
+    /// The customer managed KMS key of the data bucket: `data.kms_key_arn` when
+    /// `data.encryption` is `aws:kms`. The roles that use the bucket are granted on it.
+    pub fn data_kms_key_arn(&self) -> Option<&str> {
+        if self.data.encryption.get_ref() != "aws:kms" {
+            return None;
+        }
+        self.data.kms_key_arn.as_ref().map(|k| k.get_ref().as_str())
+    }
+
     /// Puts the env file's waivers on the stack's resources; a waiver naming a resource the
     /// stack does not have is an error pointing at the waiver.
     pub fn apply_waivers(&self, stack: &mut infra_core::model::Stack) -> Result<(), EnvErrors> {
@@ -1018,6 +1047,7 @@ impl Env {
             .collect()
     }
 
+    /// The deployment target this env describes, for stack `stack`.
     pub fn target(&self, stack: &str) -> Target {
         Target {
             stack: stack.to_string(),
@@ -1037,6 +1067,39 @@ impl Env {
     }
 }
 
+/// `arn:<partition>:kms:<region>:<account>:key/<id>`, with the region of the bucket (S3
+/// encrypts only with a key of the bucket's region). Aliases and bare key ids are refused:
+/// an IAM statement granting use of a key must name the key's ARN.
+fn check_kms_key_arn(arn: &str, region: &str) -> Result<(), String> {
+    let expected = format!("an ARN such as `arn:aws:kms:{region}:123456789012:key/<key id>`");
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    let ["arn", partition, "kms", key_region, account, resource] = parts.as_slice() else {
+        return Err(format!("`{arn}` is not a KMS key ARN: {expected}"));
+    };
+    if let Some(alias) = resource.strip_prefix("alias/") {
+        return Err(format!(
+            "`{arn}` names alias `{alias}`, not a key: the roles that use the bucket are granted \
+             on the key itself, so give the key's ARN ({expected})"
+        ));
+    }
+    let key_id = resource.strip_prefix("key/").unwrap_or_default();
+    let key_ok = !key_id.is_empty()
+        && key_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-');
+    let account_ok = account.len() == 12 && account.chars().all(|c| c.is_ascii_digit());
+    if !partition.starts_with("aws") || !account_ok || !key_ok {
+        return Err(format!("`{arn}` is not a KMS key ARN: {expected}"));
+    }
+    if *key_region != region {
+        return Err(format!(
+            "the key is in `{key_region}`, but the bucket is in `{region}`: S3 encrypts only \
+             with a key of the bucket's region"
+        ));
+    }
+    Ok(())
+}
+
 /// 1-based line and column of byte `offset` in `text`.
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -1044,4 +1107,90 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    /// `envs/local.toml` (region us-east-1) with its `[data]` encryption line replaced.
+    fn local_with(encryption_lines: &str) -> Result<Env, EnvErrors> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("envs");
+        let text = std::fs::read_to_string(dir.join("local.toml")).unwrap();
+        assert!(text.contains("encryption = \"sse-s3\"\n"));
+        let text = text.replace("encryption = \"sse-s3\"\n", encryption_lines);
+        Env::parse(Path::new("envs/local.toml"), &text)
+    }
+
+    fn only_error(result: Result<Env, EnvErrors>) -> EnvError {
+        let errors = result.expect_err("the env file is refused").0;
+        assert_eq!(errors.len(), 1, "{errors:?}");
+        errors.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn a_kms_key_arn_of_the_env_s_region_is_granted_on() {
+        let env = local_with(&format!(
+            "encryption = \"aws:kms\"\nkms_key_arn = \"{KEY}\"\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(env.data_kms_key_arn(), Some(KEY));
+    }
+
+    #[test]
+    fn aws_kms_without_a_key_uses_the_aws_managed_key_and_grants_nothing() {
+        let env = local_with("encryption = \"aws:kms\"\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(env.data_kms_key_arn(), None);
+        let env = local_with("encryption = \"sse-s3\"\n").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(env.data_kms_key_arn(), None);
+    }
+
+    #[test]
+    fn a_kms_key_alias_or_bare_id_is_refused_naming_file_and_field() {
+        let error = only_error(local_with(
+            "encryption = \"aws:kms\"\nkms_key_arn = \"alias/linkedin-ads\"\n",
+        ));
+        assert_eq!(error.file, Path::new("envs/local.toml"));
+        assert_eq!(error.field, "data.kms_key_arn");
+        assert!(error.line.is_some() && error.column.is_some());
+        let shown = error.to_string();
+        assert!(
+            shown.starts_with("envs/local.toml:") && shown.contains("field `data.kms_key_arn`"),
+            "{shown}"
+        );
+        assert!(shown.contains("not a KMS key ARN"), "{shown}");
+
+        let error = only_error(local_with(
+            "encryption = \"aws:kms\"\nkms_key_arn = \"arn:aws:kms:us-east-1:123456789012:alias/ads\"\n",
+        ));
+        assert_eq!(error.field, "data.kms_key_arn");
+        assert!(error.message.contains("alias `ads`"), "{}", error.message);
+
+        let error = only_error(local_with(
+            "encryption = \"aws:kms\"\nkms_key_arn = \"1234abcd-12ab-34cd-56ef-1234567890ab\"\n",
+        ));
+        assert_eq!(error.field, "data.kms_key_arn");
+    }
+
+    #[test]
+    fn a_kms_key_of_another_region_or_without_aws_kms_is_refused() {
+        let other = KEY.replace("us-east-1", "eu-west-1");
+        let error = only_error(local_with(&format!(
+            "encryption = \"aws:kms\"\nkms_key_arn = \"{other}\"\n"
+        )));
+        assert_eq!(error.field, "data.kms_key_arn");
+        assert!(
+            error.message.contains("eu-west-1") && error.message.contains("us-east-1"),
+            "{}",
+            error.message
+        );
+
+        let error = only_error(local_with(&format!(
+            "encryption = \"sse-s3\"\nkms_key_arn = \"{KEY}\"\n"
+        )));
+        assert_eq!(error.field, "data.kms_key_arn");
+        assert!(error.message.contains("aws:kms"), "{}", error.message);
+    }
 }

@@ -1,7 +1,8 @@
 //! The LinkedIn Ads pipeline stack: the data bucket, the alerts topic, the secrets (values set
 //! apart, `linkedin-oauth` rotated by the token-rotation function), one least-privilege role
 //! and one log group per Lambda, the Glue crawler and SageMaker execution roles, the data
-//! catalog (`catalog`) and the monitoring (`monitoring`).
+//! catalog (`catalog`) and the monitoring (`monitoring`). Every role's grants are inline and
+//! scoped to the env's resources: no role attaches an AWS-managed policy.
 
 use std::collections::BTreeMap;
 
@@ -130,6 +131,8 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
     });
 
     let secrets = secrets(&mut stack);
+    // With a customer managed key on the bucket, every role that reads or writes it uses it.
+    let data_key = env.data_kms_key_arn();
 
     let alerts_name = target.name("alerts");
     let alerts_arn = format!(
@@ -181,7 +184,7 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
                 tags: BTreeMap::new(),
             },
         );
-        let role = lambda_role(&stack, function, &data, &log_group, &secrets);
+        let role = lambda_role(&stack, function, &data, &log_group, &secrets, data_key);
         let role = stack.add(function, role);
         let artifact = artifacts
             .get(function)
@@ -253,8 +256,11 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
         }
     }
 
-    let crawler_role = stack.add("glue-crawler", crawler_role(&stack, &data));
-    stack.add("sagemaker", sagemaker_role(&stack, &data));
+    let crawler_role = stack.add(
+        "glue-crawler",
+        crate::catalog::crawler_role(&stack, &data, data_key),
+    );
+    stack.add("sagemaker", sagemaker_role(env, &stack, &data, data_key));
     let crawler = crate::catalog::add(
         &mut stack,
         env,
@@ -470,7 +476,7 @@ fn data_bucket(env: &Env) -> BucketSpec {
     let d = &env.data;
     let encryption = match d.encryption.get_ref().as_str() {
         "aws:kms" => Encryption::Kms {
-            key_id: d.kms_key_id.clone(),
+            key_id: d.kms_key_arn.as_ref().map(|k| k.get_ref().clone()),
             bucket_key: true,
         },
         _ => Encryption::SseS3,
@@ -501,6 +507,7 @@ fn lambda_role(
     data: &Ref<BucketSpec>,
     log_group: &Ref<LogGroupSpec>,
     secrets: &Secrets,
+    data_key: Option<&str>,
 ) -> RoleSpec {
     let a = access(function);
     let mut statements = vec![
@@ -531,6 +538,12 @@ fn lambda_role(
             write = write.on_ref(data, &format!("/{prefix}*"));
         }
         statements.push(write);
+    }
+    let uses_bucket = !a.reads.is_empty() || !a.writes.is_empty();
+    if let Some(key) = data_key
+        && uses_bucket
+    {
+        statements.push(data_key_statement(stack, key, !a.writes.is_empty()));
     }
     for secret in a.secrets.iter().filter_map(|s| secrets.get(s)) {
         statements.push(
@@ -568,68 +581,108 @@ fn lambda_role(
     .inline(function, PolicyDocument::new(statements))
 }
 
-fn crawler_role(stack: &Stack, data: &Ref<BucketSpec>) -> RoleSpec {
-    RoleSpec::for_service(
-        stack.target.name("glue-crawler"),
-        "glue.amazonaws.com",
-        "Glue crawler over the raw LinkedIn data",
-    )
-    .managed("arn:aws:iam::aws:policy/service-role/AWSGlueServiceRole")
-    .inline(
-        "read-raw",
-        PolicyDocument::new(vec![
-            Statement::allow(["s3:GetObject"])
-                .sid("ReadRaw")
-                .on_ref(data, "/raw/*"),
-            Statement::allow(["s3:ListBucket"])
-                .sid("ListRaw")
-                .on_ref(data, "")
-                .condition("StringLike", "s3:prefix", json!(["raw/*"])),
-        ]),
-    )
+/// Use of the data bucket's customer managed key (`data.kms_key_arn`), through S3 only: what
+/// SSE-KMS asks of a reader (`kms:Decrypt`) and of a writer (`kms:GenerateDataKey`; writers
+/// keep `kms:Decrypt` too, which multipart uploads need).
+pub(crate) fn data_key_statement(stack: &Stack, key: &str, writes: bool) -> Statement {
+    let mut actions = vec!["kms:Decrypt"];
+    if writes {
+        actions.push("kms:GenerateDataKey");
+    }
+    Statement::allow(actions)
+        .sid("UseDataKey")
+        .on(key)
+        .condition(
+            "StringEquals",
+            "kms:ViaService",
+            format!("s3.{}.amazonaws.com", stack.target.region),
+        )
 }
 
-fn sagemaker_role(stack: &Stack, data: &Ref<BucketSpec>) -> RoleSpec {
+/// The SageMaker execution role of training jobs and of the env's endpoints: the training
+/// data and models in the bucket; the image pulls from the env's ECR repositories
+/// (`<project>-<env>-*`, in the env's account and region: the stack declares no repository, so
+/// the training and serving images live in one named so); the training jobs' and the env's
+/// endpoints' log groups; metrics under `/aws/sagemaker/`; the bucket's key if it has one.
+fn sagemaker_role(
+    env: &Env,
+    stack: &Stack,
+    data: &Ref<BucketSpec>,
+    data_key: Option<&str>,
+) -> RoleSpec {
     let t = &stack.target;
+    let log_group = |name: &str| {
+        format!(
+            "arn:aws:logs:{}:{}:log-group:{name}",
+            t.region, t.account_id
+        )
+    };
+    let mut groups = vec!["/aws/sagemaker/TrainingJobs".to_string()];
+    groups.extend(
+        env.sagemaker
+            .endpoints
+            .iter()
+            .map(|e| format!("/aws/sagemaker/Endpoints/{}", e.get_ref())),
+    );
+    let mut logs = Statement::allow([
+        "logs:CreateLogGroup",
+        "logs:CreateLogStream",
+        "logs:PutLogEvents",
+        "logs:DescribeLogStreams",
+    ])
+    .sid("WriteSageMakerLogs");
+    for group in groups.iter().map(String::as_str) {
+        logs = logs
+            .on(log_group(group))
+            .on(format!("{}:*", log_group(group)));
+    }
+    let mut statements = vec![
+        Statement::allow(["s3:GetObject"])
+            .sid("ReadTrainingData")
+            .on_ref(data, "/processed/*")
+            .on_ref(data, "/models/*"),
+        Statement::allow(["s3:PutObject"])
+            .sid("WriteModels")
+            .on_ref(data, "/models/*"),
+        Statement::allow(["s3:ListBucket"])
+            .sid("ListData")
+            .on_ref(data, "")
+            .condition(
+                "StringLike",
+                "s3:prefix",
+                json!(["processed/*", "models/*"]),
+            ),
+        Statement::allow([
+            "ecr:BatchCheckLayerAvailability",
+            "ecr:GetDownloadUrlForLayer",
+            "ecr:BatchGetImage",
+        ])
+        .sid("PullImages")
+        .on(format!(
+            "arn:aws:ecr:{}:{}:repository/{}",
+            t.region,
+            t.account_id,
+            t.name("*")
+        )),
+        // ECR defines no resource type for the login token: `*` is the only resource it takes.
+        Statement::allow(["ecr:GetAuthorizationToken"])
+            .sid("LogInToEcr")
+            .on("*"),
+        logs,
+        Statement::allow(["cloudwatch:PutMetricData"])
+            .sid("EmitMetrics")
+            .on("*")
+            .condition("StringLike", "cloudwatch:namespace", "/aws/sagemaker/*"),
+    ];
+    if let Some(key) = data_key {
+        statements.push(data_key_statement(stack, key, true));
+    }
     RoleSpec::for_service(
         t.name("sagemaker"),
         "sagemaker.amazonaws.com",
         "SageMaker training and inference for the creative scorer and bid optimizer",
     )
-    .inline(
-        "train-and-serve",
-        PolicyDocument::new(vec![
-            Statement::allow(["s3:GetObject"])
-                .sid("ReadTrainingData")
-                .on_ref(data, "/processed/*")
-                .on_ref(data, "/models/*"),
-            Statement::allow(["s3:PutObject"])
-                .sid("WriteModels")
-                .on_ref(data, "/models/*"),
-            Statement::allow(["s3:ListBucket"])
-                .sid("ListData")
-                .on_ref(data, "")
-                .condition(
-                    "StringLike",
-                    "s3:prefix",
-                    json!(["processed/*", "models/*"]),
-                ),
-            Statement::allow([
-                "logs:CreateLogGroup",
-                "logs:CreateLogStream",
-                "logs:PutLogEvents",
-            ])
-            .sid("WriteSageMakerLogs")
-            .on(format!(
-                "arn:aws:logs:{}:{}:log-group:/aws/sagemaker/*",
-                t.region, t.account_id
-            )),
-            Statement::allow(["cloudwatch:PutMetricData"])
-                .sid("EmitMetrics")
-                .on("*")
-                .condition("StringLike", "cloudwatch:namespace", "/aws/sagemaker/*"),
-        ]),
-    )
+    .inline("train-and-serve", PolicyDocument::new(statements))
 }
 
 /// `linkedin-oauth` -> `LinkedinOauth`, for statement ids.
@@ -643,4 +696,373 @@ fn pascal(name: &str) -> String {
             }
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::{Path, PathBuf};
+
+    use infra_core::compliance::{self, Rule};
+    use infra_core::model::{Spec, Stack};
+    use serde_json::Value;
+
+    use super::*;
+
+    const KEY: &str = "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+
+    fn manifest_dir() -> &'static Path {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn inputs() -> Inputs {
+        let views = manifest_dir().join("../assets/athena/views");
+        Inputs {
+            artifacts: Artifacts::default(),
+            views: infra_core::sql::load_dir(&views).unwrap_or_else(|e| panic!("{e}")),
+            queries: infra_core::sql::load_dir(&views.join("../queries"))
+                .unwrap_or_else(|e| panic!("{e}")),
+        }
+    }
+
+    /// Every `stacks/envs/*.toml`.
+    fn env_files() -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(manifest_dir().join("envs"))
+            .unwrap()
+            .map(|entry| entry.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+            .collect();
+        files.sort();
+        assert!(!files.is_empty());
+        files
+    }
+
+    fn build(env: &Env) -> Stack {
+        linkedin_ads(env, &inputs()).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// `envs/local.toml` with `encryption` in place of its `encryption = "sse-s3"` line and
+    /// `waivers` appended.
+    fn local_env(encryption: &str, waivers: &str) -> Env {
+        let text = std::fs::read_to_string(manifest_dir().join("envs/local.toml")).unwrap();
+        assert!(text.contains("encryption = \"sse-s3\"\n"));
+        let text = text.replace("encryption = \"sse-s3\"\n", encryption) + waivers;
+        Env::parse(Path::new("envs/local.toml"), &text).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn role<'a>(stack: &'a Stack, address: &str) -> &'a RoleSpec {
+        let resource = stack
+            .resources
+            .iter()
+            .find(|r| r.address.to_string() == address)
+            .unwrap_or_else(|| panic!("no {address}"));
+        let Spec::Role(role) = &resource.spec else {
+            panic!("{address} is not a role")
+        };
+        role
+    }
+
+    /// The role's one inline policy, in canonical form.
+    fn policy(stack: &Stack, address: &str) -> Value {
+        let role = role(stack, address);
+        assert_eq!(role.inline_policies.len(), 1, "{address}");
+        role.inline_policies.values().next().unwrap().canonical()
+    }
+
+    fn statement<'a>(policy: &'a Value, sid: &str) -> &'a Value {
+        policy["Statement"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["Sid"] == sid)
+            .unwrap_or_else(|| panic!("no statement {sid} in {policy}"))
+    }
+
+    fn strings(value: &Value) -> Vec<&str> {
+        value
+            .as_array()
+            .unwrap_or_else(|| panic!("not a list: {value}"))
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn no_role_of_any_env_attaches_an_aws_managed_policy() {
+        for path in env_files() {
+            let env = Env::load(&path).unwrap_or_else(|e| panic!("{e}"));
+            let stack = build(&env);
+            let roles: Vec<_> = stack
+                .resources
+                .iter()
+                .filter_map(|r| match &r.spec {
+                    Spec::Role(role) => Some((r, role)),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(roles.len(), FUNCTIONS.len() + 2, "{}", path.display());
+            for (r, role) in roles {
+                for arn in &role.managed_policies {
+                    let aws_managed = arn.starts_with("arn:aws:iam::aws:policy/")
+                        || compliance::is_aws_managed_policy(arn);
+                    assert!(
+                        !aws_managed,
+                        "{}: {} attaches {arn}",
+                        path.display(),
+                        r.address
+                    );
+                }
+            }
+            let report = compliance::check(&stack);
+            assert!(
+                report.passed() && report.waived.is_empty(),
+                "{}: {report:?}",
+                path.display()
+            );
+        }
+    }
+
+    #[test]
+    fn an_aws_managed_policy_added_in_code_fails_unless_the_env_waives_it() {
+        let admin = "arn:aws:iam::aws:policy/AdministratorAccess";
+        let attach = |stack: &mut Stack| {
+            for r in &mut stack.resources {
+                if r.address.to_string() == "role.processor"
+                    && let Spec::Role(role) = &mut r.spec
+                {
+                    role.managed_policies.insert(admin.to_string());
+                }
+            }
+        };
+        let mut stack = build(&local_env("encryption = \"sse-s3\"\n", ""));
+        attach(&mut stack);
+        let report = compliance::check(&stack);
+        let found: Vec<(String, &str)> = report
+            .violations
+            .iter()
+            .map(|v| (v.address.to_string(), v.rule.id()))
+            .collect();
+        assert_eq!(
+            found,
+            [("role.processor".to_string(), "IAM-AWS-MANAGED-POLICY")]
+        );
+        assert!(report.violations[0].message.contains(admin));
+
+        let reason = "break-glass access of incident INC-12, removed when it closes";
+        let waiver = format!(
+            "\n[[waivers]]\nresource = \"role.processor\"\nrule = \"IAM-AWS-MANAGED-POLICY\"\nreason = \"{reason}\"\n"
+        );
+        let mut stack = build(&local_env("encryption = \"sse-s3\"\n", &waiver));
+        attach(&mut stack);
+        let report = compliance::check(&stack);
+        assert!(report.passed(), "{report:?}");
+        assert_eq!(report.waived.len(), 1);
+        assert_eq!(report.waived[0].0.rule, Rule::IamAwsManagedPolicy);
+        assert_eq!(report.waived[0].1, reason);
+    }
+
+    #[test]
+    fn the_crawler_reaches_only_its_database_tables_prefixes_and_log_group() {
+        let stack = build(&local_env("encryption = \"sse-s3\"\n", ""));
+        assert!(
+            role(&stack, "role.glue-crawler")
+                .managed_policies
+                .is_empty()
+        );
+        let policy = policy(&stack, "role.glue-crawler");
+        let text = policy.to_string();
+        assert!(
+            !text.contains("glue:*") && !text.contains("\"*\""),
+            "{text}"
+        );
+        assert!(!text.contains("kms:"), "{text}");
+
+        let glue = "arn:aws:glue:us-east-1:123456789012";
+        let db = crate::catalog::database_name(&stack);
+        assert_eq!(
+            strings(&statement(&policy, "ReadDatabase")["Resource"]),
+            [format!("{glue}:catalog"), format!("{glue}:database/{db}")]
+        );
+        let tables = statement(&policy, "WriteCrawledTables");
+        assert_eq!(
+            strings(&tables["Resource"]),
+            [
+                format!("{glue}:catalog"),
+                format!("{glue}:database/{db}"),
+                format!("{glue}:table/{db}/crawled_*"),
+            ]
+        );
+        let actions = strings(&tables["Action"]);
+        for action in [
+            "glue:CreateTable",
+            "glue:GetTables",
+            "glue:BatchCreatePartition",
+        ] {
+            assert!(actions.contains(&action), "{action}");
+        }
+        assert!(
+            actions.iter().all(|a| !a.contains("Delete")),
+            "the crawler logs deletions, it never deletes: {actions:?}"
+        );
+
+        let bucket = "arn:aws:s3:::linkedin-ads-local-data-123456789012";
+        assert_eq!(
+            strings(&statement(&policy, "ReadCrawledData")["Resource"]),
+            [
+                format!("{bucket}/raw/linkedin/ad_analytics/*"),
+                format!("{bucket}/raw/linkedin/creatives/*"),
+            ]
+        );
+        let list = statement(&policy, "ListCrawledData");
+        assert_eq!(strings(&list["Resource"]), [bucket]);
+        assert_eq!(
+            strings(&list["Condition"]["StringLike"]["s3:prefix"]),
+            [
+                "raw/linkedin/ad_analytics",
+                "raw/linkedin/ad_analytics/*",
+                "raw/linkedin/creatives",
+                "raw/linkedin/creatives/*",
+            ]
+        );
+        let logs = "arn:aws:logs:us-east-1:123456789012:log-group:/aws-glue/crawlers";
+        assert_eq!(
+            strings(&statement(&policy, "WriteCrawlerLogs")["Resource"]),
+            [logs.to_string(), format!("{logs}:*")]
+        );
+    }
+
+    #[test]
+    fn the_sagemaker_role_pulls_images_and_writes_logs_of_its_env_only() {
+        let path = manifest_dir().join("envs/prod.toml");
+        let env = Env::load(&path).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            env.sagemaker
+                .endpoints
+                .iter()
+                .map(|e| e.get_ref().as_str())
+                .collect::<Vec<_>>(),
+            ["linkedin-ads-prod-creative-scorer"]
+        );
+        let stack = build(&env);
+        let policy = policy(&stack, "role.sagemaker");
+
+        let pull = statement(&policy, "PullImages");
+        assert_eq!(
+            strings(&pull["Action"]),
+            [
+                "ecr:BatchCheckLayerAvailability",
+                "ecr:BatchGetImage",
+                "ecr:GetDownloadUrlForLayer",
+            ]
+        );
+        assert_eq!(
+            strings(&pull["Resource"]),
+            ["arn:aws:ecr:us-east-2:333333333333:repository/linkedin-ads-prod-*"]
+        );
+        let login = statement(&policy, "LogInToEcr");
+        assert_eq!(strings(&login["Action"]), ["ecr:GetAuthorizationToken"]);
+        assert_eq!(strings(&login["Resource"]), ["*"]);
+
+        let logs = statement(&policy, "WriteSageMakerLogs");
+        assert!(strings(&logs["Action"]).contains(&"logs:DescribeLogStreams"));
+        let group = "arn:aws:logs:us-east-2:333333333333:log-group:/aws/sagemaker";
+        assert_eq!(
+            strings(&logs["Resource"]),
+            [
+                format!("{group}/Endpoints/linkedin-ads-prod-creative-scorer"),
+                format!("{group}/Endpoints/linkedin-ads-prod-creative-scorer:*"),
+                format!("{group}/TrainingJobs"),
+                format!("{group}/TrainingJobs:*"),
+            ]
+        );
+        // `*` only for the ECR login and PutMetricData, which take no other resource; the
+        // policy rules agree without a waiver.
+        for s in policy["Statement"].as_array().unwrap() {
+            if strings(&s["Resource"]).contains(&"*") {
+                let actions = strings(&s["Action"]);
+                assert!(
+                    actions == ["ecr:GetAuthorizationToken"]
+                        || actions == ["cloudwatch:PutMetricData"],
+                    "{s}"
+                );
+            }
+        }
+        assert!(compliance::policy_problems(&policy).is_empty());
+    }
+
+    #[test]
+    fn with_a_kms_key_every_role_that_uses_the_bucket_may_use_the_key_through_s3() {
+        let stack = build(&local_env(
+            &format!("encryption = \"aws:kms\"\nkms_key_arn = \"{KEY}\"\n"),
+            "",
+        ));
+        let Spec::Bucket(bucket) = &stack.get(&"bucket.data".parse().unwrap()).unwrap().spec else {
+            panic!("bucket.data is not a bucket")
+        };
+        assert_eq!(
+            bucket.encryption,
+            Encryption::Kms {
+                key_id: Some(KEY.to_string()),
+                bucket_key: true,
+            }
+        );
+        let mut checked = Vec::new();
+        for r in &stack.resources {
+            if !matches!(r.spec, Spec::Role(_)) {
+                continue;
+            }
+            let address = r.address.to_string();
+            let policy = policy(&stack, &address);
+            let statements = policy["Statement"].as_array().unwrap();
+            let grants = |action: &str| {
+                statements
+                    .iter()
+                    .any(|s| strings(&s["Action"]).contains(&action))
+            };
+            let reads = grants("s3:GetObject");
+            let writes = grants("s3:PutObject");
+            let uses_bucket = reads || writes;
+            if !uses_bucket {
+                assert!(!policy.to_string().contains("kms:"), "{address}");
+                continue;
+            }
+            let key = statement(&policy, "UseDataKey");
+            assert_eq!(strings(&key["Resource"]), [KEY], "{address}");
+            assert_eq!(
+                strings(&key["Condition"]["StringEquals"]["kms:ViaService"]),
+                ["s3.us-east-1.amazonaws.com"],
+                "{address}"
+            );
+            let expected: &[&str] = if writes {
+                &["kms:Decrypt", "kms:GenerateDataKey"]
+            } else {
+                &["kms:Decrypt"]
+            };
+            assert_eq!(strings(&key["Action"]), expected, "{address}");
+            checked.push(address);
+        }
+        checked.sort();
+        assert_eq!(
+            checked,
+            [
+                "role.collector",
+                "role.copy-generator",
+                "role.glue-crawler",
+                "role.optimizer",
+                "role.processor",
+                "role.sagemaker",
+            ]
+        );
+        assert!(compliance::check(&stack).passed());
+
+        // The AWS managed key (no `kms_key_arn`) needs no grant: its key policy lets the
+        // account's principals use it through S3.
+        let stack = build(&local_env("encryption = \"aws:kms\"\n", ""));
+        for r in &stack.resources {
+            if let Spec::Role(role) = &r.spec {
+                for document in role.inline_policies.values() {
+                    assert!(!document.to_aws().contains("kms:"), "{}", r.address);
+                }
+            }
+        }
+    }
 }

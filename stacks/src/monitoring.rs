@@ -22,14 +22,20 @@ pub const METRICS_NAMESPACE: &str = "LinkedInAds";
 /// The one dimension of every custom metric: which environment emitted it.
 pub const ENVIRONMENT_DIMENSION: &str = "Environment";
 
-/// The metrics the optimizer emits, in dashboard order.
-pub const OPTIMIZER_METRICS: [&str; 5] = [
+/// The metrics the optimizer emits, in dashboard order: the actions carried out on LinkedIn,
+/// then those a dry run decided and did not send (kept apart, so a dry-run env shows no
+/// action that never happened), then the scorer's accuracy.
+pub const OPTIMIZER_METRICS: [&str; 6] = [
     "CreativesPaused",
     "CreativesScaled",
     "BidsAdjusted",
     "OptimizationActions",
-    "PredictionAccuracy",
+    DRY_RUN_ACTIONS,
+    PREDICTION_ACCURACY,
 ];
+
+const DRY_RUN_ACTIONS: &str = "DryRunActions";
+const PREDICTION_ACCURACY: &str = "PredictionAccuracy";
 
 /// The collector's metrics are compared per collection run (every six hours).
 const COLLECTION_PERIOD: i32 = 6 * 3600;
@@ -401,18 +407,28 @@ fn dashboard(stack: &Stack, env: &Env) -> DashboardSpec {
     grid.metric(ctr);
 
     grid.text("## Optimization");
-    let (accuracy, actions): (Vec<&str>, Vec<&str>) = OPTIMIZER_METRICS
+    let rows = |metrics: &[&str]| {
+        metrics
+            .iter()
+            .map(|m| custom(m, Value::Null))
+            .collect::<Vec<_>>()
+    };
+    let sent: Vec<&str> = OPTIMIZER_METRICS
         .iter()
-        .partition(|m| **m == "PredictionAccuracy");
+        .copied()
+        .filter(|m| ![DRY_RUN_ACTIONS, PREDICTION_ACCURACY].contains(m))
+        .collect();
     grid.metric(json!({
-        "title": "Optimizer actions", "region": region, "view": "timeSeries",
-        "stat": "Sum", "period": 86_400,
-        "metrics": actions.iter().map(|m| custom(m, Value::Null)).collect::<Vec<_>>(),
+        "title": "Optimizer actions (sent to LinkedIn)", "region": region, "view": "timeSeries",
+        "stat": "Sum", "period": 86_400, "metrics": rows(&sent),
+    }));
+    grid.metric(json!({
+        "title": "Dry-run actions (decided, not sent)", "region": region, "view": "timeSeries",
+        "stat": "Sum", "period": 86_400, "metrics": rows(&[DRY_RUN_ACTIONS]),
     }));
     grid.metric(json!({
         "title": "Prediction accuracy", "region": region, "view": "timeSeries",
-        "stat": "Average", "period": 86_400,
-        "metrics": accuracy.iter().map(|m| custom(m, Value::Null)).collect::<Vec<_>>(),
+        "stat": "Average", "period": 86_400, "metrics": rows(&[PREDICTION_ACCURACY]),
         "yAxis": { "left": { "min": 0, "max": 1 } },
     }));
 

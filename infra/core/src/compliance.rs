@@ -20,6 +20,7 @@ pub enum Rule {
     BucketPublicAccessBlocked,
     IamNoWildcardAction,
     IamWildcardResource,
+    IamAwsManagedPolicy,
     LogGroupRetention,
     LambdaErrorsAlarm,
     FunctionUrlAuth,
@@ -27,11 +28,12 @@ pub enum Rule {
 }
 
 impl Rule {
-    pub const ALL: [Rule; 8] = [
+    pub const ALL: [Rule; 9] = [
         Rule::BucketEncrypted,
         Rule::BucketPublicAccessBlocked,
         Rule::IamNoWildcardAction,
         Rule::IamWildcardResource,
+        Rule::IamAwsManagedPolicy,
         Rule::LogGroupRetention,
         Rule::LambdaErrorsAlarm,
         Rule::FunctionUrlAuth,
@@ -44,6 +46,7 @@ impl Rule {
             Rule::BucketPublicAccessBlocked => "S3-PUBLIC-ACCESS-BLOCKED",
             Rule::IamNoWildcardAction => "IAM-NO-WILDCARD-ACTION",
             Rule::IamWildcardResource => "IAM-WILDCARD-RESOURCE",
+            Rule::IamAwsManagedPolicy => "IAM-AWS-MANAGED-POLICY",
             Rule::LogGroupRetention => "LOGS-RETENTION",
             Rule::LambdaErrorsAlarm => "LAMBDA-ERRORS-ALARM",
             Rule::FunctionUrlAuth => "LAMBDA-URL-AUTH",
@@ -63,6 +66,9 @@ impl Rule {
             }
             Rule::IamWildcardResource => {
                 "`\"Resource\": \"*\"` only for actions that support no resource-level permissions"
+            }
+            Rule::IamAwsManagedPolicy => {
+                "no role attaches an AWS-managed policy (`arn:aws:iam::aws:policy/...`): grant what it needs inline"
             }
             Rule::LogGroupRetention => "every log group has a retention period",
             Rule::LambdaErrorsAlarm => "every Lambda function has an alarm on its Errors metric",
@@ -134,7 +140,22 @@ pub const ACTIONS_WITHOUT_RESOURCES: &[&str] = &[
     "sts:GetCallerIdentity",
     "athena:ListWorkGroups",
     "kms:ListAliases",
+    // The registry's login token: ECR defines no resource type for it (image pulls themselves,
+    // `ecr:BatchGetImage` and the layer actions, name their repositories).
+    "ecr:GetAuthorizationToken",
 ];
+
+/// Whether `arn` is an AWS-managed policy (`arn:<partition>:iam::aws:policy/...`): written and
+/// changed by AWS, not by this stack, and broad by design (`AWSGlueServiceRole` grants `glue:*`
+/// on `*`), so the rules on inline policies cannot see what it grants.
+pub fn is_aws_managed_policy(arn: &str) -> bool {
+    let parts: Vec<&str> = arn.splitn(6, ':').collect();
+    matches!(
+        parts.as_slice(),
+        ["arn", partition, "iam", "", "aws", resource]
+            if partition.starts_with("aws") && resource.starts_with("policy/")
+    )
+}
 
 /// Checks every resource of `stack` against every rule.
 pub fn check(stack: &Stack) -> Report {
@@ -200,6 +221,19 @@ fn check_resource(stack: &Stack, resource: &Resource) -> Vec<Violation> {
                     out.push(at(
                         problem.0,
                         format!("inline policy `{name}`: {}", problem.1),
+                    ));
+                }
+            }
+            for arn in &role.managed_policies {
+                if is_aws_managed_policy(arn) {
+                    out.push(at(
+                        Rule::IamAwsManagedPolicy,
+                        format!(
+                            "role `{}` attaches the AWS-managed policy `{arn}`, whose grants AWS \
+                             sets and the policy rules cannot check: grant what the role needs in \
+                             an inline policy",
+                            role.name
+                        ),
                     ));
                 }
             }
@@ -376,5 +410,111 @@ mod tests {
         );
         assert!(problems[2].1.contains("`s3:GetObject`"));
         assert!(!problems[2].1.contains("PutMetricData"));
+    }
+
+    #[test]
+    fn ecr_login_alone_may_use_a_wildcard_resource() {
+        let doc = json!({"Statement": [
+            {"Sid": "Login", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]},
+            {"Sid": "Pull", "Effect": "Allow", "Action": ["ecr:BatchGetImage"], "Resource": ["*"]},
+        ]});
+        let problems = policy_problems(&doc);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_eq!(problems[0].0, Rule::IamWildcardResource);
+        assert!(problems[0].1.contains("`Pull`") && problems[0].1.contains("ecr:BatchGetImage"));
+    }
+
+    #[test]
+    fn aws_managed_policies_are_told_from_the_account_s_own() {
+        for arn in [
+            "arn:aws:iam::aws:policy/AdministratorAccess",
+            "arn:aws:iam::aws:policy/service-role/AWSGlueServiceRole",
+            "arn:aws-us-gov:iam::aws:policy/ReadOnlyAccess",
+            "arn:aws-cn:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole",
+        ] {
+            assert!(is_aws_managed_policy(arn), "{arn}");
+        }
+        for arn in [
+            "arn:aws:iam::123456789012:policy/linkedin-ads-reader",
+            "arn:aws:iam::aws:role/AdministratorAccess",
+            "AdministratorAccess",
+            "",
+        ] {
+            assert!(!is_aws_managed_policy(arn), "{arn}");
+        }
+    }
+
+    fn stack_with_role(managed: &[&str]) -> (Stack, crate::model::Ref<crate::model::RoleSpec>) {
+        use crate::model::{PolicyDocument, RoleSpec, StateLocation, Statement, Target};
+        let mut stack = Stack::new(Target {
+            stack: "s".into(),
+            project: "p".into(),
+            env: "dev".into(),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            protected: false,
+            state: StateLocation {
+                bucket: "state".into(),
+                prefix: "p/dev".into(),
+            },
+        });
+        let mut role = RoleSpec::for_service("p-dev-worker".into(), "lambda.amazonaws.com", "w")
+            .inline(
+                "worker",
+                PolicyDocument::new(vec![
+                    Statement::allow(["s3:GetObject"]).on("arn:aws:s3:::p-dev-data/in/*"),
+                ]),
+            );
+        for arn in managed {
+            role = role.managed(arn);
+        }
+        let role = stack.add("worker", role);
+        (stack, role)
+    }
+
+    #[test]
+    fn an_aws_managed_policy_on_a_role_fails_unless_waived() {
+        let admin = "arn:aws:iam::aws:policy/AdministratorAccess";
+        let (mut stack, role) = stack_with_role(&[admin]);
+        let report = check(&stack);
+        assert!(!report.passed());
+        assert_eq!(report.violations.len(), 1, "{report:?}");
+        let violation = &report.violations[0];
+        assert_eq!(violation.rule.id(), "IAM-AWS-MANAGED-POLICY");
+        assert_eq!(violation.address.to_string(), "role.worker");
+        assert!(violation.message.contains(admin), "{violation}");
+        assert!(
+            violation.to_string().contains("[IAM-AWS-MANAGED-POLICY]"),
+            "{violation}"
+        );
+
+        // A waiver with a reason lets it through, and stays visible.
+        let reason = "break-glass role of ticket SEC-7, removed after the audit";
+        stack.waive(&role, Rule::IamAwsManagedPolicy, reason);
+        let report = check(&stack);
+        assert!(report.passed(), "{report:?}");
+        assert_eq!(report.waived.len(), 1);
+        assert_eq!(report.waived[0].0.rule, Rule::IamAwsManagedPolicy);
+        assert_eq!(report.waived[0].1, reason);
+        assert!(report.unused_waivers.is_empty());
+    }
+
+    #[test]
+    fn a_customer_managed_policy_is_not_an_aws_managed_one() {
+        let (mut stack, role) =
+            stack_with_role(&["arn:aws:iam::123456789012:policy/p-dev-worker-extra"]);
+        assert!(check(&stack).passed());
+        // A waiver of a rule that passes allows nothing, and is reported as stale.
+        stack.waive(
+            &role,
+            Rule::IamAwsManagedPolicy,
+            "no longer needed, see SEC-7",
+        );
+        let report = check(&stack);
+        assert!(report.passed());
+        assert_eq!(
+            report.unused_waivers,
+            vec![(role.address.clone(), "IAM-AWS-MANAGED-POLICY".to_string())]
+        );
     }
 }
