@@ -64,12 +64,16 @@ pub enum Status {
     Planned,
     /// Carried out on LinkedIn.
     Executed,
-    /// Decided, but dry-run: nothing sent.
+    /// Decided, but dry-run: nothing sent. Counted apart from executed actions (the
+    /// `DryRunActions` metric) and never the start of a cooldown.
     DryRun,
     /// Held back by a guardrail (the reason says which).
     Skipped,
-    /// LinkedIn refused or failed it.
+    /// LinkedIn refused or failed it (the decision's `error` says how).
     Failed,
+    /// Planned, but never sent: the run stopped first (LinkedIn answered 401 to an earlier
+    /// write, or there was no access token); the decisions file's `error` says why.
+    NotTried,
     /// No action.
     None,
 }
@@ -99,6 +103,10 @@ pub struct Decision {
     pub creative_id: Option<String>,
     pub reason: String,
     pub inputs: Inputs,
+    /// Why LinkedIn did not carry it out, for a `Failed` decision: the API error, which names
+    /// the path and LinkedIn's answer, never the token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
     /// How strongly the numbers call for the action (orders actions under the cap).
     #[serde(skip)]
     pub priority: f64,
@@ -218,6 +226,7 @@ pub fn decide(situation: &Situation<'_>) -> Vec<Decision> {
             creative_id: Some(totals.creative_id.clone()),
             reason: String::new(),
             inputs,
+            error: None,
             priority: 0.0,
         };
         let Some(campaign) = campaign else {
@@ -305,6 +314,7 @@ pub fn decide(situation: &Situation<'_>) -> Vec<Decision> {
                     .map(|b| round_cents(b * (1.0 + t.budget_increase_percent / 100.0))),
                 ..Inputs::default()
             },
+            error: None,
             priority: *margin,
         };
         if settings.daily_budget.is_none() {
@@ -358,6 +368,7 @@ pub fn decide(situation: &Situation<'_>) -> Vec<Decision> {
                     proposed: Some(proposed),
                     ..Inputs::default()
                 },
+                error: None,
                 priority: change.abs(),
             });
         }

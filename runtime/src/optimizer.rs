@@ -4,10 +4,19 @@
 //! LinkedIn's partial updates unless dry-run, writes every decision with its reason and inputs
 //! to `decisions/dt=YYYY-MM-DD/<run-id>.json`, and emits its metrics.
 //!
-//! The cooldown is read from earlier decision files: a creative or campaign acted on (or, in
-//! dry-run, that would have been) within `cooldown_hours` is left alone. The scorer's
-//! predictions are stored with the decisions, so the next run can measure them against the
-//! day's actual CTRs (`PredictionAccuracy`).
+//! Once the decisions are made, the file is written on every way out of the run: each action
+//! is marked `executed`, `failed` (with the error), `not_tried` (the run stopped first: a 401,
+//! no access token) or `dry_run`, and a run that stopped says why in the file's `error`; the
+//! error is returned only after the file and the metrics are out, so the invocation still
+//! fails. (A run that fails before that, reading data, models or campaign settings, has sent
+//! nothing and writes nothing.)
+//!
+//! The cooldown is read from earlier decision files: a creative or campaign whose action was
+//! executed within `cooldown_hours` is left alone. Dry-run, failed and not-tried decisions
+//! changed nothing on LinkedIn and start no cooldown, so an env switched from dry-run to
+//! acting acts at once. Dry-run decisions are counted in `DryRunActions`, never in the
+//! executed actions' metrics. The scorer's predictions are stored with the decisions, so the
+//! next run can measure them against the day's actual CTRs (`PredictionAccuracy`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -143,6 +152,48 @@ pub struct DecisionsFile {
     /// The scorer's predicted CTR per creative (none when deciding by rules).
     #[serde(default)]
     pub predictions: BTreeMap<String, f64>,
+    /// Why the run stopped before trying every planned action (its decisions marked
+    /// `not_tried`); `null` when it tried them all. Files from before this field read as
+    /// `null`: such a run either tried every action or wrote no file.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl DecisionsFile {
+    /// The creatives and campaigns this run changed on LinkedIn: the subjects of its executed
+    /// actions, what the cooldown holds back.
+    pub fn acted_on(&self) -> impl Iterator<Item = &str> + '_ {
+        let dry_run = self.dry_run;
+        self.decisions
+            .iter()
+            .filter(move |d| executed(dry_run, d))
+            .filter_map(|d| {
+                d["creative_id"]
+                    .as_str()
+                    .or_else(|| d["campaign_id"].as_str())
+            })
+    }
+}
+
+/// Whether a recorded decision was carried out on LinkedIn.
+fn executed(dry_run: bool, decision: &Value) -> bool {
+    match decision.get("status").and_then(Value::as_str) {
+        // `executed` is written only once LinkedIn accepted the write; `dry_run`, `failed`,
+        // `not_tried`, `skipped` changed nothing. (Files from before `not_tried` existed wrote
+        // the same words for the same meanings.)
+        Some(status) => status == "executed",
+        // A record that does not say whether its action was sent is taken as sent, unless its
+        // run was a dry run (which sends nothing): the cooldown exists to keep an action from
+        // being repeated, and holding a creative or campaign back for one cooldown costs less
+        // than pausing it twice or raising its budget twice.
+        None => {
+            !dry_run
+                && matches!(
+                    decision.get("action").and_then(Value::as_str),
+                    Some("pause" | "scale_budget" | "adjust_bid")
+                )
+        }
+    }
 }
 
 /// What one run did.
@@ -152,11 +203,16 @@ pub struct OptimizeSummary {
     pub dry_run: bool,
     pub scorer: String,
     pub bid_model: String,
+    /// Executed on LinkedIn (never dry-run decisions).
     pub creatives_paused: usize,
     pub campaigns_scaled: usize,
     pub bids_adjusted: usize,
+    /// Actions decided in a dry run: nothing sent.
+    pub dry_run_actions: usize,
     pub skipped: usize,
     pub failed: usize,
+    /// Planned, but never sent because the run stopped first.
+    pub not_tried: usize,
     pub prediction_accuracy: Option<f64>,
     pub decisions_key: String,
 }
@@ -279,15 +335,7 @@ impl Optimizer {
             self.config.thresholds.cooldown_hours > 0 && f.decided_at >= cooldown_start
         };
         for file in earlier.iter().filter(cooling) {
-            for d in &file.decisions {
-                if matches!(d["status"].as_str(), Some("executed" | "dry_run")) {
-                    let subject = d["creative_id"]
-                        .as_str()
-                        .or_else(|| d["campaign_id"].as_str())
-                        .unwrap_or_default();
-                    cooling_down.insert(subject.to_string());
-                }
-            }
+            cooling_down.extend(file.acted_on().map(str::to_string));
         }
         let previous_predictions = earlier.iter().rev().find(|f| !f.predictions.is_empty());
         let prediction_accuracy = previous_predictions.and_then(|previous| {
@@ -354,61 +402,27 @@ impl Optimizer {
         }
         let mut decided = decisions::decide(&situation(&settings));
 
-        let planned = decided.iter().any(|d| d.status == Status::Planned);
-        if planned && !self.config.dry_run && api_client.is_none() {
-            api_client = Some(self.api().await?);
-        }
-        for d in decided.iter_mut().filter(|d| d.status == Status::Planned) {
-            if self.config.dry_run {
+        // From here on the decisions file is written whatever happens: what stops the run (a
+        // 401, no access token) is returned once the file and the metrics are out.
+        let stopped = if self.config.dry_run {
+            for d in decided.iter_mut().filter(|d| d.status == Status::Planned) {
                 d.status = Status::DryRun;
-                continue;
             }
-            let Some(api) = &api_client else { continue };
-            let currency = currencies.get(&d.campaign_id).map_or("USD", String::as_str);
-            let money = |x: Option<f64>| json!({"amount": format!("{:.2}", x.unwrap_or_default()), "currencyCode": currency});
-            let (path, set) = match d.action {
-                Action::Pause => (
-                    format!(
-                        "/adAccounts/{}/creatives/{}",
-                        d.account_id,
-                        encode(&format!(
-                            "urn:li:sponsoredCreative:{}",
-                            d.creative_id.as_deref().unwrap_or_default()
-                        ))
-                    ),
-                    json!({"intendedStatus": "PAUSED"}),
-                ),
-                Action::ScaleBudget => (
-                    format!("/adAccounts/{}/adCampaigns/{}", d.account_id, d.campaign_id),
-                    json!({"dailyBudget": money(d.inputs.proposed)}),
-                ),
-                Action::AdjustBid => (
-                    format!("/adAccounts/{}/adCampaigns/{}", d.account_id, d.campaign_id),
-                    json!({"unitCost": money(d.inputs.proposed)}),
-                ),
-                Action::Keep => continue,
-            };
-            match api.partial_update(&path, set).await {
-                Ok(_) => d.status = Status::Executed,
-                Err(e @ ApiError::Unauthorized { .. }) => return Err(e.into()),
-                Err(e) => {
-                    tracing::error!(error = %e, "partial update failed");
-                    d.status = Status::Failed;
-                    d.reason = format!("{} (failed: {e})", d.reason);
-                }
-            }
-        }
+            None
+        } else {
+            self.execute(api_client, &currencies, &mut decided)
+                .await
+                .err()
+        };
 
         let predictions = scorer
             .as_ref()
             .map(|(_, s)| decisions::predictions(s, &creatives))
             .unwrap_or_default();
-        let acted = |action: Action| {
+        let count = |status: Status, action: Option<Action>| {
             decided
                 .iter()
-                .filter(|d| {
-                    d.action == action && matches!(d.status, Status::Executed | Status::DryRun)
-                })
+                .filter(|d| d.status == status && action.is_none_or(|a| d.action == a))
                 .count()
         };
         let key = format!("decisions/dt={today}/{run_id}.json");
@@ -417,17 +431,13 @@ impl Optimizer {
             dry_run: self.config.dry_run,
             scorer: label(scorer.as_ref().map(|(l, _)| l)),
             bid_model: label(bids.as_ref().map(|(l, _)| l)),
-            creatives_paused: acted(Action::Pause),
-            campaigns_scaled: acted(Action::ScaleBudget),
-            bids_adjusted: acted(Action::AdjustBid),
-            skipped: decided
-                .iter()
-                .filter(|d| d.status == Status::Skipped)
-                .count(),
-            failed: decided
-                .iter()
-                .filter(|d| d.status == Status::Failed)
-                .count(),
+            creatives_paused: count(Status::Executed, Some(Action::Pause)),
+            campaigns_scaled: count(Status::Executed, Some(Action::ScaleBudget)),
+            bids_adjusted: count(Status::Executed, Some(Action::AdjustBid)),
+            dry_run_actions: count(Status::DryRun, None),
+            skipped: count(Status::Skipped, None),
+            failed: count(Status::Failed, None),
+            not_tried: count(Status::NotTried, None),
             prediction_accuracy,
             decisions_key: key.clone(),
         };
@@ -442,15 +452,17 @@ impl Optimizer {
                 .map(|d: &Decision| serde_json::to_value(d).unwrap_or_default())
                 .collect(),
             predictions,
+            error: stopped.as_ref().map(ToString::to_string),
         };
-        storage
+        let written = storage
             .put(
                 &key,
                 "application/json",
                 serde_json::to_vec_pretty(&file).unwrap_or_default(),
             )
-            .await?;
+            .await;
 
+        // Executed actions only; dry-run ones apart, so no dashboard shows what never happened.
         let mut data = vec![
             (
                 "CreativesPaused",
@@ -473,17 +485,172 @@ impl Optimizer {
                     as f64,
                 StandardUnit::Count,
             ),
+            (
+                "DryRunActions",
+                summary.dry_run_actions as f64,
+                StandardUnit::Count,
+            ),
         ];
         if let Some(accuracy) = prediction_accuracy {
             data.push(("PredictionAccuracy", accuracy, StandardUnit::None));
         }
-        Metrics {
+        let published = Metrics {
             client: self.cloudwatch.clone(),
             namespace: self.config.namespace.clone(),
             environment: self.config.environment.clone(),
         }
         .put(&data)
-        .await?;
+        .await;
+
+        if let Some(error) = stopped {
+            if let Err(e) = &written {
+                tracing::error!(%key, error = %e, "the decisions file could not be written: this run's actions are not recorded");
+            }
+            if let Err(e) = &published {
+                tracing::error!(error = %e, "the run's metrics could not be published");
+            }
+            tracing::error!(%key, error = %error, not_tried = summary.not_tried, "the run stopped before trying every action");
+            return Err(error);
+        }
+        written?;
+        published?;
         Ok(summary)
+    }
+
+    /// Carries out the planned actions; each is marked `Executed` or `Failed` (with the
+    /// error). A refused write, or one still failing after the retries, fails that action and
+    /// the run goes on. A 401, or no access token, stops the run: every further write would be
+    /// refused the same way, so the actions not yet sent are marked `NotTried` and the error
+    /// is returned (for the caller to record before returning it).
+    async fn execute(
+        &self,
+        api_client: Option<ApiClient>,
+        currencies: &BTreeMap<String, String>,
+        decided: &mut [Decision],
+    ) -> Result<(), OptimizeError> {
+        let result = self.send_planned(api_client, currencies, decided).await;
+        if result.is_err() {
+            for d in decided.iter_mut().filter(|d| d.status == Status::Planned) {
+                d.status = Status::NotTried;
+            }
+        }
+        result
+    }
+
+    async fn send_planned(
+        &self,
+        api_client: Option<ApiClient>,
+        currencies: &BTreeMap<String, String>,
+        decided: &mut [Decision],
+    ) -> Result<(), OptimizeError> {
+        if !decided.iter().any(|d| d.status == Status::Planned) {
+            return Ok(());
+        }
+        let api = match api_client {
+            Some(api) => api,
+            None => self.api().await?,
+        };
+        for d in decided.iter_mut().filter(|d| d.status == Status::Planned) {
+            let Some((path, set)) = partial_update(d, currencies) else {
+                continue;
+            };
+            match api.partial_update(&path, set).await {
+                Ok(_) => d.status = Status::Executed,
+                Err(e) => {
+                    tracing::error!(%path, error = %e, "partial update failed");
+                    d.status = Status::Failed;
+                    d.error = Some(e.to_string());
+                    if matches!(e, ApiError::Unauthorized { .. }) {
+                        return Err(e.into());
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The Rest.li partial update that carries out `d`: the entity's path and the fields to set
+/// (none for a keep).
+fn partial_update(d: &Decision, currencies: &BTreeMap<String, String>) -> Option<(String, Value)> {
+    let currency = currencies.get(&d.campaign_id).map_or("USD", String::as_str);
+    let money = |x: Option<f64>| {
+        json!({
+            "amount": format!("{:.2}", x.unwrap_or_default()),
+            "currencyCode": currency,
+        })
+    };
+    let campaign = || format!("/adAccounts/{}/adCampaigns/{}", d.account_id, d.campaign_id);
+    match d.action {
+        Action::Pause => Some((
+            format!(
+                "/adAccounts/{}/creatives/{}",
+                d.account_id,
+                encode(&format!(
+                    "urn:li:sponsoredCreative:{}",
+                    d.creative_id.as_deref().unwrap_or_default()
+                ))
+            ),
+            json!({"intendedStatus": "PAUSED"}),
+        )),
+        Action::ScaleBudget => Some((campaign(), json!({"dailyBudget": money(d.inputs.proposed)}))),
+        Action::AdjustBid => Some((campaign(), json!({"unitCost": money(d.inputs.proposed)}))),
+        Action::Keep => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(dry_run: bool, decisions: Value) -> DecisionsFile {
+        // The shape of files written before `error` and `not_tried` existed.
+        serde_json::from_value(json!({
+            "run_id": "20260104T060000Z-00000000", "decided_at": "2026-01-04T06:00:00Z",
+            "dry_run": dry_run, "scorer": "rules", "bid_model": "rules",
+            "decisions": decisions,
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn only_executed_actions_start_a_cooldown() {
+        let decisions = json!([
+            {"action": "pause", "status": "executed", "campaign_id": "9001", "creative_id": "101"},
+            {"action": "pause", "status": "dry_run", "campaign_id": "9001", "creative_id": "102"},
+            {"action": "pause", "status": "failed", "campaign_id": "9001", "creative_id": "103"},
+            {"action": "scale_budget", "status": "not_tried", "campaign_id": "9002", "creative_id": null},
+            {"action": "adjust_bid", "status": "executed", "campaign_id": "9003", "creative_id": null},
+            {"action": "keep", "status": "none", "campaign_id": "9001", "creative_id": "104"},
+            {"action": "pause", "status": "skipped", "campaign_id": "9001", "creative_id": "105"},
+        ]);
+        let acting = file(false, decisions);
+        assert_eq!(acting.error, None);
+        assert_eq!(acting.acted_on().collect::<Vec<_>>(), ["101", "9003"]);
+        // A dry run's decisions changed nothing.
+        let dry = file(
+            true,
+            json!([
+                {"action": "pause", "status": "dry_run", "campaign_id": "9001", "creative_id": "101"},
+                {"action": "scale_budget", "status": "dry_run", "campaign_id": "9002"},
+            ]),
+        );
+        assert_eq!(dry.acted_on().count(), 0);
+    }
+
+    #[test]
+    fn a_record_without_a_status_counts_as_sent_unless_its_run_was_dry() {
+        let decisions = json!([
+            {"action": "pause", "campaign_id": "9001", "creative_id": "101"},
+            {"action": "scale_budget", "campaign_id": "9002"},
+            {"action": "keep", "campaign_id": "9001", "creative_id": "102"},
+        ]);
+        assert_eq!(
+            file(false, decisions.clone())
+                .acted_on()
+                .collect::<Vec<_>>(),
+            ["101", "9002"]
+        );
+        assert_eq!(file(true, decisions).acted_on().count(), 0);
     }
 }

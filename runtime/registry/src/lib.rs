@@ -10,7 +10,9 @@
 //! Registering claims version N by writing its metadata with `If-None-Match: *`: of two
 //! concurrent registrations one gets 412 and claims N+1, so no two share a version, and an
 //! artifact is written only under a version its writer owns (checked by reading back the
-//! random claim token in the metadata). The pointer moves with
+//! random claim token in the metadata); the artifact is written with `If-None-Match: *` too,
+//! and a version whose artifact slot already holds other bytes is refused, never reported as
+//! registered. The pointer moves with
 //! `If-Match: <etag>` (or `If-None-Match: *` for the first promotion), so a promotion and a
 //! rollback racing each other cannot both win: the loser is told to retry. Rollback returns to
 //! the version promoted before the current one.
@@ -46,6 +48,15 @@ pub enum RegistryError {
     Conflict { model: String },
     #[error("model `{model}`: lost {MAX_CLAIMS} version races in a row; giving up")]
     TooManyRaces { model: String },
+    #[error(
+        "model `{model}` v{version}: s3://{bucket}/{key} already holds an artifact this registration did not write; v{version} is not usable, register again"
+    )]
+    ArtifactTaken {
+        model: String,
+        version: u32,
+        bucket: String,
+        key: String,
+    },
     #[error("{operation} s3://{bucket}/{key}: {message}")]
     S3 {
         operation: &'static str,
@@ -390,8 +401,29 @@ impl Registry {
                     "application/gzip"
                 };
                 let artifact_key = self.key(model, &format!("v{next}/{artifact_name}"));
-                self.put_if(&artifact_key, artifact, content_type, Condition::Absent)
+                let written = self
+                    .put_if(
+                        &artifact_key,
+                        artifact.clone(),
+                        content_type,
+                        Condition::Absent,
+                    )
                     .await?;
+                // 412: the slot is taken. Only the version's claimant writes there, so it is
+                // this registration's own write answered late and retried (the same bytes), or
+                // someone wrote outside the protocol: then the version's metadata is ours but
+                // its artifact is not, and it must not be reported as registered.
+                if !written {
+                    let stored = self.get(&artifact_key).await?;
+                    if !matches!(&stored, Some((bytes, _)) if *bytes == artifact) {
+                        return Err(RegistryError::ArtifactTaken {
+                            model: model.to_string(),
+                            version: next,
+                            bucket: self.bucket.clone(),
+                            key: artifact_key,
+                        });
+                    }
+                }
                 return Ok(metadata);
             }
             next += 1;
