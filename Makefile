@@ -35,22 +35,25 @@ lint:
 	cargo clippy --workspace --all-targets -- -D warnings
 
 # Every step is timed (`make test-timings` prints where the time went). The tests are built
-# once (`cargo test --workspace`'s feature set, which nextest reuses); `synth --check` runs the
-# `infra` binary that build made, so plans/ must match the stacks without a build of its own;
-# cargo-nextest then runs the test binaries side by side (.config/nextest.toml), the first
-# end-to-end test to package building the Lambda handlers while the others wait or run.
-# (Compiling the handlers alongside clippy and the build was measured slower on 2 cores.)
-# No incremental compilation: on a fresh clone it only costs disk (gigabytes of caches that
-# a one-off build never reuses), and CI machines can be short of disk.
+# once (`cargo test --workspace`'s feature set, which nextest reuses), and that build is also
+# the lint: clippy-driver compiles the workspace's crates (infra/scripts/clippy-rustc.sh, as
+# cargo's RUSTC_WORKSPACE_WRAPPER, warnings denied), so the dependencies are not compiled a
+# second time in check mode as `cargo clippy` would (`make lint` still runs that). `synth
+# --check` runs the `infra` binary that build made, so plans/ must match the stacks without a
+# build of its own; cargo-nextest then runs the test binaries side by side
+# (.config/nextest.toml), the first end-to-end test to package building the Lambda handlers
+# while the others wait or run. (Compiling the handlers alongside the build was measured
+# slower on 2 cores.) No incremental compilation: on a fresh clone it only costs disk
+# (gigabytes of caches that a one-off build never reuses), and CI machines can be short of disk.
 TIMED := infra/scripts/timed.sh
 test: export CARGO_INCREMENTAL := 0
+test: export RUSTC_WORKSPACE_WRAPPER := $(CURDIR)/infra/scripts/clippy-rustc.sh
 test:
 	@rm -f target/make-test-steps.tsv
 	@$(TIMED) preflight infra/scripts/preflight.sh --nextest
 	@$(TIMED) venv $(MAKE) --no-print-directory venv
 	@$(TIMED) fmt cargo fmt --all -- --check
-	@$(TIMED) clippy cargo clippy --workspace --all-targets -- -D warnings
-	@$(TIMED) build cargo test --workspace --no-run
+	@$(TIMED) build+lint cargo test --workspace --no-run
 	@$(TIMED) synth-check target/debug/infra synth --check
 	@$(TIMED) tests cargo nextest run --workspace
 	@$(TIMED) doctests cargo test --workspace --doc

@@ -25,7 +25,7 @@ for line in steps.read_text().splitlines():
     name, seconds, status = line.split("\t")
     mark = "" if status == "0" else f"  (exit {status})"
     if name in BACKGROUND:
-        mark += "  (alongside clippy and the build)"
+        mark += "  (alongside the build)"
     else:
         total += float(seconds)
     print(f"  {name:<14} {float(seconds) / 60:5.1f} min  {float(seconds):7.1f} s{mark}")
