@@ -478,3 +478,127 @@ fn timeouts_out_of_range_or_unknown_name_file_line_and_field() {
         run.all()
     );
 }
+
+/// An AWS endpoint that answers STS `GetCallerIdentity` for account 123456789012 once and
+/// records every request: whatever else a command sends is seen (and answered with a 500).
+fn sts_only() -> testkit::fake_http::FakeServer {
+    let identity = testkit::fake_http::Reply {
+        status: 200,
+        body: "<GetCallerIdentityResponse xmlns=\"https://sts.amazonaws.com/doc/2011-06-15/\">\
+               <GetCallerIdentityResult><Arn>arn:aws:iam::123456789012:user/ops</Arn>\
+               <UserId>AIDAEXAMPLE</UserId><Account>123456789012</Account>\
+               </GetCallerIdentityResult><ResponseMetadata><RequestId>1</RequestId>\
+               </ResponseMetadata></GetCallerIdentityResponse>"
+            .to_string(),
+        content_type: "text/xml",
+        headers: Vec::new(),
+    };
+    testkit::fake_http::FakeServer::start(vec![identity])
+}
+
+/// Every command that reads or writes an env's AWS resources, with its arguments.
+const ENV_COMMANDS: &[&[&str]] = &[
+    &["plan", "--env", "local"],
+    &["apply", "--env", "local", "--auto-approve"],
+    &["drift", "--env", "local"],
+    &["destroy", "--env", "local", "--auto-approve"],
+    &["state", "list", "--env", "local"],
+    &["state", "show", "--env", "local", "bucket.data"],
+    &["state", "unlock", "--env", "local"],
+    &["secret", "list", "--env", "local"],
+    &["secret", "set", "--env", "local", "linkedin-oauth"],
+    &["models", "list", "--env", "local"],
+    &[
+        "models",
+        "promote",
+        "--env",
+        "local",
+        "-m",
+        "creative-scorer",
+        "--version",
+        "1",
+    ],
+    &[
+        "models",
+        "rollback",
+        "--env",
+        "local",
+        "-m",
+        "creative-scorer",
+    ],
+];
+
+fn run_against(server: &testkit::fake_http::FakeServer, envs: &str, args: &[&str]) -> testkit::Run {
+    let mut all = vec!["--envs-dir", envs];
+    all.extend_from_slice(args);
+    let output = testkit::infra_command(BIN, None, &all)
+        .envs(testkit::endpoint_env(server.url.clone()))
+        .output()
+        .unwrap();
+    testkit::Run {
+        code: output.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+#[test]
+fn credentials_of_another_account_stop_every_env_command_after_one_identity_call() {
+    let dir = envs_copy();
+    let path = dir.path().join("local.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::write(
+        &path,
+        text.replace(
+            "account_id = \"123456789012\"",
+            "account_id = \"210987654321\"",
+        ),
+    )
+    .unwrap();
+    let envs = dir.path().to_str().unwrap();
+    for args in ENV_COMMANDS {
+        let server = sts_only();
+        let run = run_against(&server, envs, args);
+        assert_eq!(run.code, 1, "{args:?}: {}", run.all());
+        assert!(
+            run.stderr.contains("account 210987654321")
+                && run.stderr.contains("account 123456789012")
+                && run.stderr.contains("local.toml"),
+            "{args:?} names both accounts and the env file: {}",
+            run.all()
+        );
+        let requests = server.requests();
+        assert_eq!(
+            requests.len(),
+            1,
+            "{args:?}: one call, nothing after it: {requests:?}"
+        );
+        assert!(
+            requests[0].body.contains("Action=GetCallerIdentity"),
+            "{args:?}: {requests:?}"
+        );
+    }
+}
+
+#[test]
+fn a_shell_set_to_another_region_stops_every_env_command_before_any_aws_call() {
+    let dir = envs_copy();
+    let envs = dir.path().to_str().unwrap();
+    for args in ENV_COMMANDS {
+        let server = sts_only();
+        let mut all = vec!["--envs-dir", envs];
+        all.extend_from_slice(args);
+        let output = testkit::infra_command(BIN, None, &all)
+            .envs(testkit::endpoint_env(server.url.clone()))
+            .env("AWS_REGION", "eu-west-1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains("region us-east-1") && stderr.contains("AWS_REGION says eu-west-1"),
+            "{args:?} names both regions: {stderr}"
+        );
+        assert_eq!(server.requests(), Vec::new(), "{args:?}: no AWS call");
+    }
+}

@@ -215,10 +215,19 @@ async fn two_staging_instances_coexist_and_destroying_one_leaves_the_other_intac
         envs.path().to_str().unwrap().to_string(),
         root.to_str().unwrap().to_string(),
     );
+    // Staging's region, as its workflow sets it: infra refuses a shell set to another.
     let run = |args: &[&str]| {
         let mut all = vec!["--envs-dir", &envs_dir, "--workspace", &workspace];
         all.extend_from_slice(args);
-        infra(BIN, Some(&moto), &all)
+        let output = testkit::infra_command(BIN, Some(&moto), &all)
+            .env("AWS_REGION", "us-east-2")
+            .output()
+            .unwrap();
+        testkit::Run {
+            code: output.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+        }
     };
     for instance in ["pr-1", "pr-2"] {
         let applied = run(&[
@@ -293,5 +302,78 @@ async fn two_staging_instances_coexist_and_destroying_one_leaves_the_other_intac
         0,
         "no drift and no orphans in pr-2: {}",
         drift.all()
+    );
+}
+
+/// `region = "..."` of env file `env`.
+fn env_region(env: &str) -> String {
+    let path = testkit::workspace_root().join(format!("stacks/envs/{env}.toml"));
+    let text = std::fs::read_to_string(&path).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("region = \""))
+        .and_then(|rest| rest.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("{}: no region", path.display()))
+        .to_string()
+}
+
+/// infra refuses a shell set to another region than the env file's, so each workflow job
+/// must give the credentials step the region of the env it runs.
+#[test]
+fn ci_workflows_set_the_region_of_each_env_they_run() {
+    let dir = testkit::workspace_root().join(".github/workflows");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let file = entry.unwrap().path();
+        let doc: serde_norway::Value =
+            serde_norway::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+        let Some(jobs) = doc["jobs"].as_mapping() else {
+            continue;
+        };
+        for (job_name, job) in jobs {
+            let steps = job["steps"].as_sequence().cloned().unwrap_or_default();
+            let Some(region) = steps.iter().find_map(|s| s["with"]["aws-region"].as_str()) else {
+                continue;
+            };
+            // (env, region) pairs the job runs with.
+            let pairs: Vec<(String, String)> = if region == "${{ matrix.region }}" {
+                job["strategy"]["matrix"]["include"]
+                    .as_sequence()
+                    .unwrap_or_else(|| panic!("{}: {job_name:?} matrix.include", file.display()))
+                    .iter()
+                    .map(|e| {
+                        (
+                            e["env"].as_str().unwrap().to_string(),
+                            e["region"].as_str().unwrap().to_string(),
+                        )
+                    })
+                    .collect()
+            } else {
+                let scripts: Vec<&str> = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+                let env = scripts
+                    .iter()
+                    .flat_map(|s| infra_commands(s))
+                    .find_map(|c| {
+                        c.split_whitespace()
+                            .skip_while(|w| *w != "--env")
+                            .nth(1)
+                            .map(str::to_string)
+                    })
+                    .unwrap_or_else(|| panic!("{}: {job_name:?}: no --env", file.display()));
+                vec![(env, region.to_string())]
+            };
+            for (env, region) in pairs {
+                assert_eq!(
+                    region,
+                    env_region(&env),
+                    "{}: {job_name:?} runs env {env} in the wrong region",
+                    file.display()
+                );
+                checked += 1;
+            }
+        }
+    }
+    assert!(
+        checked >= 11,
+        "dev, staging and prod in three workflows, and staging's two jobs"
     );
 }

@@ -3,7 +3,9 @@
 //! at a time. Every create is journaled before it starts; every outcome is journaled and
 //! written to state (compare-and-swap; outcomes that arrive while a write is in flight share
 //! the next) before its change counts as done. On the first error no new work starts, work
-//! in flight finishes and is recorded, and the error names the resource.
+//! in flight finishes and is recorded, and the error names the resource. The same happens
+//! when the state lock is lost (taken over, or about to expire unrenewed): the lock is
+//! checked before each change starts.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use crate::aws::Aws;
 use crate::kinds::{self, DeleteOptions, OpError};
 use crate::model::{Address, Target};
 use crate::plan::{Action, Change, Plan};
-use crate::state::{Journal, StateDoc, StateError, StateStore};
+use crate::state::{Journal, LockLost, LockWatch, StateDoc, StateError, StateStore};
 
 /// The state document being written during an apply, with the ETag of its last write.
 #[derive(Debug)]
@@ -44,10 +46,12 @@ impl StateSession {
     }
 }
 
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ApplyOptions {
     pub parallelism: usize,
     pub delete: DeleteOptions,
+    /// The state lock this apply runs under: no change starts once it is lost.
+    pub lock: Option<LockWatch>,
 }
 
 impl Default for ApplyOptions {
@@ -55,6 +59,7 @@ impl Default for ApplyOptions {
         ApplyOptions {
             parallelism: 8,
             delete: DeleteOptions::default(),
+            lock: None,
         }
     }
 }
@@ -101,6 +106,16 @@ pub enum ApplyError {
     },
     #[error("recording state failed; re-run apply to converge: {0}")]
     State(#[from] StateError),
+    /// The lock was lost: nothing new was started, what was in flight finished and is in
+    /// state.
+    #[error("stopped: {lost}. {} change(s) finished and are recorded in state; not started: {}",
+        .applied.len(),
+        if .not_started.is_empty() { "none".to_string() } else { .not_started.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ") })]
+    LockLost {
+        lost: LockLost,
+        applied: Vec<(Address, Action)>,
+        not_started: Vec<Address>,
+    },
 }
 
 /// The state session shared by the apply's tasks.
@@ -143,9 +158,10 @@ async fn run(
     let mut tasks: JoinSet<(Address, Action, Result<Duration, String>)> = JoinSet::new();
     let mut task_addresses: BTreeMap<tokio::task::Id, (Address, Action)> = BTreeMap::new();
     let parallelism = options.parallelism.max(1);
+    let mut lost: Option<LockLost> = None;
 
     loop {
-        if failed.is_empty() {
+        if failed.is_empty() && lost.is_none() {
             for (address, change) in &work {
                 if tasks.len() >= parallelism {
                     break;
@@ -159,6 +175,10 @@ async fn run(
                 if !ready {
                     continue;
                 }
+                if let Some(Err(lock_lost)) = options.lock.as_ref().map(LockWatch::check) {
+                    lost = Some(lock_lost);
+                    break;
+                }
                 started.insert(address.clone());
                 on_event(Event::Started {
                     address: address.clone(),
@@ -170,10 +190,10 @@ async fn run(
                 let action = change.action;
                 let recorder = recorder.clone();
                 let journal = journal.clone();
+                let delete = options.delete;
                 let handle = tasks.spawn(async move {
                     let t0 = Instant::now();
-                    let result =
-                        execute(&aws, &target, &change, &recorder, &journal, options.delete).await;
+                    let result = execute(&aws, &target, &change, &recorder, &journal, delete).await;
                     (
                         change.address.clone(),
                         change.action,
@@ -222,7 +242,7 @@ async fn run(
     }
 
     for address in work.keys() {
-        if !started.contains(address) {
+        if !started.contains(address) && lost.is_none() {
             let because = prerequisites
                 .get(address)
                 .and_then(|pre| pre.iter().find(|p| failed.contains(*p)))
@@ -235,11 +255,14 @@ async fn run(
                 });
             }
             report.skipped.push(address.clone());
+        } else if !started.contains(address) {
+            report.skipped.push(address.clone());
         }
     }
 
-    // Unchanged resources are recorded too: an adoption, a new hash or protection flag.
-    {
+    // Unchanged resources are recorded too: an adoption, a new hash or protection flag
+    // (not under a lost lock: only what was in flight is written then).
+    if lost.is_none() {
         let mut session = session.lock().await;
         let before = session.doc.clone();
         for change in plan.changes.iter().filter(|c| c.action == Action::NoOp) {
@@ -252,6 +275,13 @@ async fn run(
         }
     }
 
+    if let Some(lost) = lost {
+        return Err(ApplyError::LockLost {
+            lost,
+            applied: report.applied,
+            not_started: report.skipped,
+        });
+    }
     if !report.failed.is_empty() {
         return Err(ApplyError::Failed {
             failed: report.failed,

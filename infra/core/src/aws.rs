@@ -127,6 +127,7 @@ pub struct Aws {
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub secretsmanager: aws_sdk_secretsmanager::Client,
     pub tagging: aws_sdk_resourcegroupstagging::Client,
+    pub sts: aws_sdk_sts::Client,
     pub calls: CallCounter,
     pub region: String,
     /// How long kinds wait for AWS to settle (propagation, readiness).
@@ -226,7 +227,13 @@ impl Aws {
                 .interceptor(calls.clone())
                 .build(),
         );
+        let sts = aws_sdk_sts::Client::from_conf(
+            aws_sdk_sts::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .build(),
+        );
         Aws {
+            sts,
             cloudwatch,
             secretsmanager,
             tagging,

@@ -3,6 +3,7 @@
 
 pub mod apply;
 pub mod aws;
+pub mod caller;
 pub mod compliance;
 pub mod drift;
 pub mod eventual;

@@ -199,6 +199,27 @@ pub fn validate(stack: &Stack) -> Result<Graph, PlanError> {
     Ok(Graph::build(&stack.resources)?)
 }
 
+/// The stack a (saved) plan would leave: every resource it creates, updates or keeps, as the
+/// plan file says. Waivers come from `current` (the env file now), never from the file, so an
+/// edited plan cannot waive a rule; the result goes through [`validate`] and the policy rules
+/// like any stack before it is applied.
+pub fn planned_stack(plan: &Plan, current: &Stack) -> Stack {
+    let mut stack = Stack::new(plan.target.clone());
+    stack.resources = plan
+        .changes
+        .iter()
+        .filter_map(|change| change.desired.clone())
+        .map(|mut resource| {
+            resource.waivers = current
+                .get(&resource.address)
+                .map(|r| r.waivers.clone())
+                .unwrap_or_default();
+            resource
+        })
+        .collect();
+    stack
+}
+
 /// Hash of the desired model: every resource's address, identity and canonical fields.
 pub fn desired_hash(stack: &Stack) -> String {
     let mut hasher = Sha256::new();

@@ -17,22 +17,24 @@ use tokio::sync::Mutex;
 use super::{ApplyArgs, Context, DestroyArgs, Packaging, Paths};
 
 pub async fn run(paths: &Paths, args: ApplyArgs, used: &mut Option<Context>) -> anyhow::Result<u8> {
-    let ctx = used.insert(Context::load(paths, &args.env, Packaging::Build).await?);
     let saved = match &args.plan_file {
         Some(path) => Some(read_plan(path)?),
         None => None,
     };
-    if let Some(plan) = &saved
-        && (plan.env != ctx.stack.target.env || plan.stack != ctx.stack.target.stack)
-    {
-        bail!(
-            "the saved plan is for {} / {}, not {} / {}",
-            plan.stack,
-            plan.env,
-            ctx.stack.target.stack,
-            ctx.stack.target.env
-        );
-    }
+    let for_this_env = |stack: &infra_core::model::Stack| match &saved {
+        Some(plan) if plan.env != stack.target.env || plan.stack != stack.target.stack => {
+            Err(anyhow!(
+                "the saved plan is for {} / {}, not {} / {}",
+                plan.stack,
+                plan.env,
+                stack.target.stack,
+                stack.target.env
+            ))
+        }
+        _ => Ok(()),
+    };
+    let ctx =
+        used.insert(Context::load_checked(paths, &args.env, Packaging::Build, for_this_env).await?);
     let run = Run {
         command: format!("infra apply --env {}", args.env.name),
         compact: args.compact,
@@ -41,6 +43,7 @@ pub async fn run(paths: &Paths, args: ApplyArgs, used: &mut Option<Context>) -> 
         options: ApplyOptions {
             parallelism: args.parallelism as usize,
             delete: DeleteOptions::default(),
+            lock: None,
         },
         plan_options: PlanOptions {
             destroy: false,
@@ -55,14 +58,18 @@ pub async fn destroy(
     args: DestroyArgs,
     used: &mut Option<Context>,
 ) -> anyhow::Result<u8> {
-    let ctx = used.insert(Context::load(paths, &args.env, Packaging::Skip).await?);
-    if ctx.stack.target.protected && !args.allow_protected {
-        bail!(
-            "env `{}` is protected (`protected = true` in its env file); destroy refuses it \
-             unless you pass --allow-protected",
-            args.env.name
-        );
-    }
+    let protected = |stack: &infra_core::model::Stack| {
+        if stack.target.protected && !args.allow_protected {
+            bail!(
+                "env `{}` is protected (`protected = true` in its env file); destroy refuses \
+                 it unless you pass --allow-protected",
+                args.env.name
+            );
+        }
+        Ok(())
+    };
+    let ctx =
+        used.insert(Context::load_checked(paths, &args.env, Packaging::Skip, protected).await?);
     let run = Run {
         command: format!("infra destroy --env {}", args.env.name),
         compact: args.compact,
@@ -73,6 +80,7 @@ pub async fn destroy(
             delete: DeleteOptions {
                 purge_data: args.purge_data,
             },
+            lock: None,
         },
         plan_options: PlanOptions {
             destroy: true,
@@ -128,17 +136,23 @@ impl Run {
         if let Some(took_over) = &guard.took_over {
             eprintln!("State lock: {}", took_over.describe());
         }
-        let result = self.locked(ctx, saved).await;
+        let result = self.locked(ctx, saved, guard.watch()).await;
         let released = guard.release().await;
         let code = result?;
         released.context("releasing the state lock")?;
         Ok(code)
     }
 
-    async fn locked(&self, ctx: &Context, saved: Option<Plan>) -> anyhow::Result<u8> {
+    async fn locked(
+        &self,
+        ctx: &Context,
+        saved: Option<Plan>,
+        lock: lock::LockWatch,
+    ) -> anyhow::Result<u8> {
         let stored = ctx.store.load().await?;
         let plan = match saved {
             Some(plan) => {
+                check_saved(&plan, &ctx.stack)?;
                 check_fresh(&plan, &stored)?;
                 let changed = infra_core::plan::changed_since(&ctx.aws, &plan).await?;
                 if !changed.is_empty() {
@@ -196,15 +210,12 @@ impl Run {
                 eprintln!("{address}: not started ({because} failed)")
             }
         };
-        let (report, serial) = apply_plan(
-            &ctx.aws,
-            &ctx.store,
-            &stored,
-            &plan,
-            self.options,
-            &print_event,
-        )
-        .await?;
+        let options = ApplyOptions {
+            lock: Some(lock),
+            ..self.options.clone()
+        };
+        let (report, serial) =
+            apply_plan(&ctx.aws, &ctx.store, &stored, &plan, options, &print_event).await?;
         println!(
             "\n{} complete: {} changes applied. State serial {serial}.",
             if plan.mode == PlanMode::Destroy {
@@ -241,8 +252,10 @@ pub async fn apply_plan(
     let journal = Arc::new(Journal::start(store.clone()));
     let report = apply::apply(aws, plan, session.clone(), journal, options, on_event)
         .await
-        .map_err(|e| {
-            anyhow!("{e}\nState records everything that finished; fix the cause and re-run.")
+        .map_err(|e| match e {
+            // Whoever holds the lock now is applying; re-running would wait for it.
+            apply::ApplyError::LockLost { .. } => anyhow!("{e}"),
+            e => anyhow!("{e}\nState records everything that finished; fix the cause and re-run."),
         })?;
     let mut keys = journal_before;
     keys.extend(Journal::list_keys(store).await?);
@@ -251,6 +264,31 @@ pub async fn apply_plan(
     Journal::checkpoint(store, &keys).await?;
     let serial = session.lock().await.doc.serial;
     Ok((report, serial))
+}
+
+/// A saved plan is held to what `infra plan` enforces: the same target, and its resources pass
+/// validation and the policy rules (waivers from the env file, not from the plan file).
+fn check_saved(plan: &Plan, current: &infra_core::model::Stack) -> anyhow::Result<()> {
+    if plan.target != current.target {
+        bail!(
+            "the saved plan targets account {} in {} (state s3://{}/{}), the env file account {} \
+             in {} (state s3://{}/{}). Nothing was applied; plan again.",
+            plan.target.account_id,
+            plan.target.region,
+            plan.target.state.bucket,
+            plan.target.state.prefix,
+            current.target.account_id,
+            current.target.region,
+            current.target.state.bucket,
+            current.target.state.prefix,
+        );
+    }
+    let planned = infra_core::plan::planned_stack(plan, current);
+    infra_core::plan::validate(&planned)
+        .context("the saved plan is not valid; nothing was applied")?;
+    super::context::check_policies(&planned)
+        .context("the saved plan breaks the policy rules; nothing was applied")?;
+    Ok(())
 }
 
 /// A saved plan applies only to the state it was made against.

@@ -1,5 +1,6 @@
 //! What every command starts from: the env file, the stack built from it (validated before
-//! any AWS call), the AWS clients and the state store.
+//! any AWS call), the AWS clients and the state store; and, before any other AWS call, the
+//! check that the credentials are of the env's account and the shell set to its region.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -60,9 +61,14 @@ pub struct Paths {
     pub workspace: Option<PathBuf>,
 }
 
+/// A refusal that needs no AWS call, run on the stack before the caller is verified.
+type StackCheck<'a> = Box<dyn FnOnce(&Stack) -> anyhow::Result<()> + 'a>;
+
 pub struct Context {
     /// The checkout: runtime sources, assets and plans/.
     pub workspace: PathBuf,
+    /// The env file the stack was built from.
+    pub env_file: PathBuf,
     pub env: Env,
     pub stack: Stack,
     pub aws: Aws,
@@ -72,16 +78,51 @@ pub struct Context {
 impl Context {
     /// Loads and checks env `name`, packages the Lambda handlers (only those whose sources
     /// changed are rebuilt) and builds the stack; no AWS call is made before all are valid.
+    /// Then checks the caller's account and region against the env file
+    /// ([`infra_core::caller::verify`]), the first AWS call of every env command.
     pub async fn load(
         paths: &Paths,
         which: &super::EnvArg,
         packaging: Packaging,
+    ) -> anyhow::Result<Context> {
+        Self::load_checked(paths, which, packaging, |_| Ok(())).await
+    }
+
+    /// As [`Context::load`], with `check` (a refusal that needs no AWS call, e.g. a protected
+    /// env) run on the stack before the caller is verified.
+    pub async fn load_checked(
+        paths: &Paths,
+        which: &super::EnvArg,
+        packaging: Packaging,
+        check: impl FnOnce(&Stack) -> anyhow::Result<()>,
+    ) -> anyhow::Result<Context> {
+        Self::build(paths, which, packaging, Some(Box::new(check))).await
+    }
+
+    /// As [`Context::load`] without any AWS call: for commands that only read the stack
+    /// (`synth`, `graph`).
+    pub async fn load_offline(
+        paths: &Paths,
+        which: &super::EnvArg,
+        packaging: Packaging,
+    ) -> anyhow::Result<Context> {
+        Self::build(paths, which, packaging, None).await
+    }
+
+    /// Loads the env and the stack; with `verify`, runs it and then checks the caller (before
+    /// packaging, so a wrong account fails in a second, not after a build).
+    async fn build(
+        paths: &Paths,
+        which: &super::EnvArg,
+        packaging: Packaging,
+        verify: Option<StackCheck<'_>>,
     ) -> anyhow::Result<Context> {
         let name = which.name.as_str();
         let dir = match &paths.envs_dir {
             Some(dir) => dir.clone(),
             None => find_envs_dir()?,
         };
+        let env_file = dir.join(format!("{name}.toml"));
         let mut env =
             Env::load_named(&dir, name).map_err(|e| anyhow!("invalid environment file:\n{e}"))?;
         if let Some(instance) = &which.instance {
@@ -102,6 +143,16 @@ impl Context {
         if packaging == Packaging::Build {
             check_policies(&stack).with_context(|| format!("stack for env `{name}`"))?;
         }
+        let limits = RateLimits::new(&env.rate_limit_overrides())
+            .map_err(|e| anyhow!("rate_limits: {e}"))?;
+        let mut aws = Aws::connect_limited(&stack.target.region, &limits).await;
+        aws.patience = env.patience();
+        if let Some(check) = verify {
+            check(&stack)?;
+            infra_core::caller::verify(&aws, &stack.target)
+                .await
+                .with_context(|| format!("env `{}` ({})", env.name(), env_file.display()))?;
+        }
         inputs.artifacts = match packaging {
             Packaging::Build => {
                 let packager = Packager::new(&workspace);
@@ -119,13 +170,10 @@ impl Context {
         };
         let stack = stacks::linkedin_ads(&env, &inputs).context("the stack is not valid")?;
         plan::validate(&stack).with_context(|| format!("stack for env `{name}`"))?;
-        let limits = RateLimits::new(&env.rate_limit_overrides())
-            .map_err(|e| anyhow!("rate_limits: {e}"))?;
-        let mut aws = Aws::connect_limited(&stack.target.region, &limits).await;
-        aws.patience = env.patience();
         let store = StateStore::new(aws.clone(), stack.target.state.clone());
         Ok(Context {
             workspace,
+            env_file,
             env,
             stack,
             aws,

@@ -361,7 +361,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<u8> {
         Command::Secret { command } => secret::run(&paths, command, &mut used).await,
         Command::Synth(args) => synth::run(&paths, args, &mut used).await,
         Command::Graph { env, format } => {
-            let ctx = used.insert(Context::load(&paths, &env, Packaging::Skip).await?);
+            let ctx = used.insert(Context::load_offline(&paths, &env, Packaging::Skip).await?);
             print!(
                 "{}",
                 match format {

@@ -38,7 +38,7 @@ pub async fn run(paths: &Paths, args: SynthArgs, used: &mut Option<Context>) -> 
             name: name.clone(),
             instance: None,
         };
-        let ctx = used.insert(Context::load(paths, &env, Packaging::Skip).await?);
+        let ctx = used.insert(Context::load_offline(paths, &env, Packaging::Skip).await?);
         // The committed desired state is what reviewers read: it must pass the policy rules.
         super::context::check_policies(&ctx.stack)
             .with_context(|| format!("stack for env `{name}`"))?;

@@ -43,7 +43,7 @@ fn create_aborted(e: &AwsError) -> Option<&'static str> {
 
 /// aws-behaviors.md, aws_s3_bucket, Retries: right after CreateBucket the configuration Puts
 /// retry `NoSuchBucket` (and `OperationAborted`) until the new bucket is visible.
-fn new_bucket_settling(e: &AwsError) -> Option<&'static str> {
+pub(crate) fn new_bucket_settling(e: &AwsError) -> Option<&'static str> {
     (e.is("NoSuchBucket") || e.is("OperationAborted"))
         .then_some("S3 eventual consistency: the new bucket is not visible yet")
 }

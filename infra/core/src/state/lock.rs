@@ -6,10 +6,12 @@
 //! only when its holder stops: a lock whose expiry has passed, or whose holder ran on this
 //! host and is no longer running, is taken over. Every write after the first is conditional on
 //! the ETag last seen (`If-Match`), so two processes can never both take over one lock, and a
-//! holder whose lock was taken over learns it at its next heartbeat.
+//! holder whose lock was taken over learns it at its next heartbeat, and work under the lock
+//! checks it before each step ([`LockWatch`]): a holder stops once its lock was taken, or once
+//! its last renewal is about to expire. Release is a conditional delete, so a holder that
+//! stalled past its expiry never deletes the lock of whoever took over.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
@@ -135,6 +137,35 @@ pub fn process_alive(pid: u32) -> bool {
     }
 }
 
+/// Why a holder may no longer act under its lock.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum LockLost {
+    /// A renewal found the lock changed: another process took it over.
+    #[error("the state lock was taken over{}", match .holder {
+        Some(holder) => format!(" by the {}", holder.describe()),
+        None => String::new(),
+    })]
+    TakenOver { holder: Option<Box<LockInfo>> },
+    /// The last renewal's expiry is (nearly) past: this process stalled or could not reach
+    /// S3, and another may take the lock over at any moment.
+    #[error(
+        "the state lock was last renewed until {}, and that has (nearly) passed: this \
+         process stalled or could not reach S3, so another may hold the lock now",
+        .valid_until.format("%Y-%m-%d %H:%M:%S UTC")
+    )]
+    Expiring { valid_until: DateTime<Utc> },
+}
+
+/// What a holder knows of its lock, shared by the guard, its watches and the heartbeat.
+#[derive(Debug)]
+struct Holding {
+    /// The ETag of this holder's last write of the lock.
+    etag: String,
+    /// The expiry of that write: until then no other process takes the lock over.
+    valid_until: DateTime<Utc>,
+    lost: Option<LockLost>,
+}
+
 /// A held lock. Release it with [`LockGuard::release`]; a guard dropped without release (the
 /// process was killed) stops renewing, so the lock expires or is taken over as stale.
 #[derive(Debug)]
@@ -142,26 +173,79 @@ pub struct LockGuard {
     pub info: LockInfo,
     /// Set when this lock was taken over from a stale holder.
     pub took_over: Option<TakenOver>,
-    lost: Arc<AtomicBool>,
-    heartbeat: tokio::task::JoinHandle<()>,
+    holding: Arc<Mutex<Holding>>,
+    stop: Arc<tokio::sync::Notify>,
+    heartbeat: Option<tokio::task::JoinHandle<()>>,
     store: StateStore,
+}
+
+/// A cheap, cloneable view of a held lock, for work that must stop once the lock is lost.
+#[derive(Clone, Debug)]
+pub struct LockWatch {
+    holding: Arc<Mutex<Holding>>,
+    /// How long before the last renewal's expiry the holder stops starting work: room for
+    /// clock skew between hosts and for the work's first call.
+    margin: chrono::Duration,
+}
+
+impl LockWatch {
+    /// `Ok` while this process may still act under the lock.
+    pub fn check(&self) -> Result<(), LockLost> {
+        let holding = lock_holding(&self.holding);
+        if let Some(lost) = &holding.lost {
+            return Err(lost.clone());
+        }
+        if Utc::now() + self.margin >= holding.valid_until {
+            return Err(LockLost::Expiring {
+                valid_until: holding.valid_until,
+            });
+        }
+        Ok(())
+    }
+}
+
+fn lock_holding(holding: &Mutex<Holding>) -> std::sync::MutexGuard<'_, Holding> {
+    match holding.lock() {
+        Ok(guard) => guard,
+        Err(poisoned) => poisoned.into_inner(),
+    }
 }
 
 impl LockGuard {
     /// Whether another process has taken the lock (a heartbeat found it changed).
     pub fn lost(&self) -> bool {
-        self.lost.load(Ordering::SeqCst)
+        matches!(
+            lock_holding(&self.holding).lost,
+            Some(LockLost::TakenOver { .. })
+        )
     }
 
-    pub async fn release(self) -> Result<(), StateError> {
-        self.heartbeat.abort();
-        release(&self.store, &self.info.id).await
+    /// A view of this lock that work checks before each step.
+    pub fn watch(&self) -> LockWatch {
+        LockWatch {
+            holding: Arc::clone(&self.holding),
+            margin: self.info.ttl() / 4,
+        }
+    }
+
+    /// Stops the heartbeat (waiting for a renewal in flight, so the ETag is current) and
+    /// deletes the lock only if it is still this holder's write (`If-Match`): a holder whose
+    /// lock was taken over never deletes the new holder's.
+    pub async fn release(mut self) -> Result<(), StateError> {
+        self.stop.notify_one();
+        if let Some(heartbeat) = self.heartbeat.take() {
+            let _ = heartbeat.await;
+        }
+        let etag = lock_holding(&self.holding).etag.clone();
+        release_if_match(&self.store, &self.info.id, &etag).await
     }
 }
 
 impl Drop for LockGuard {
     fn drop(&mut self) {
-        self.heartbeat.abort();
+        if let Some(heartbeat) = &self.heartbeat {
+            heartbeat.abort();
+        }
     }
 }
 
@@ -169,19 +253,27 @@ fn lock_key(store: &StateStore) -> String {
     store.key("lock.json")
 }
 
+/// The tag every lock object carries: the state bucket's lifecycle rule expires the
+/// heartbeat's noncurrent versions of lock objects by it (lifecycle filters match key
+/// prefixes, and each env's lock lives under its own prefix).
+pub const LOCK_OBJECT_TAG: (&str, &str) = ("infra:object", "lock");
+
 /// Writes `info` as the lock: only if there is none (`expected` `None`), or only if the
 /// current lock still has ETag `expected`. Returns the new ETag, or `None` when the condition
-/// failed (someone else holds or changed the lock).
+/// failed (someone else holds or changed the lock). S3's 409 (a conditional write met another
+/// in flight) is retried for at most `bound`.
 async fn put(
     store: &StateStore,
     info: &LockInfo,
     expected: Option<&str>,
+    bound: Duration,
 ) -> Result<Option<String>, StateError> {
     let body = serde_json::to_vec_pretty(info).unwrap_or_default();
     let key = lock_key(store);
+    let tagging = format!("{}={}", LOCK_OBJECT_TAG.0, LOCK_OBJECT_TAG.1);
     let written = crate::eventual::retry(
         &key,
-        store.aws.patience.propagation,
+        bound,
         super::store::conditional_conflict as crate::eventual::Transient,
         || {
             let request = store
@@ -191,6 +283,7 @@ async fn put(
                 .bucket(&store.location.bucket)
                 .key(&key)
                 .content_type("application/json")
+                .tagging(&tagging)
                 .body(ByteStream::from(body.clone()));
             let request = match expected {
                 None => request.if_none_match("*"),
@@ -212,8 +305,13 @@ async fn put(
     }
 }
 
+/// How long a lock write that meets S3's 409 (another conditional write in flight) is retried
+/// at least, whatever the lock timeout.
+pub const CONFLICT_GRACE: Duration = Duration::from_secs(5);
+
 /// Takes the lock, waiting up to `timeout` for another holder to release it. A stale lock
-/// (expired, or its holder gone from this host) is taken over at once.
+/// (expired, or its holder gone from this host) is taken over at once. Every wait and retry
+/// inside is bounded by the same deadline (409s by at least [`CONFLICT_GRACE`]).
 pub async fn acquire(
     store: &StateStore,
     env: &str,
@@ -221,37 +319,51 @@ pub async fn acquire(
     timeout: Duration,
 ) -> Result<LockGuard, StateError> {
     let deadline = tokio::time::Instant::now() + timeout;
+    let remaining = || deadline.saturating_duration_since(tokio::time::Instant::now());
+    // A 409 is a write in flight, not a holder: even `--lock-timeout 0` waits it out briefly.
+    let conflict_bound = || remaining().max(CONFLICT_GRACE);
+    let mut last_seen: Option<LockInfo> = None;
+    // S3 answering 409 until the deadline is a timeout like any other wait for the lock.
+    let timed_out = |e: StateError| match e {
+        StateError::GaveUp(gave_up) => StateError::Locked(format!(
+            "state s3://{}/{} could not be locked within the timeout (`--lock-timeout`): S3 \
+             kept answering {} for {:.0?}",
+            store.location.bucket,
+            lock_key(store),
+            gave_up.error,
+            gave_up.waited,
+        )),
+        e => e,
+    };
     loop {
-        if let Some(etag) = put(store, &info, None).await? {
+        let first = put(store, &info, None, conflict_bound())
+            .await
+            .map_err(timed_out)?;
+        if let Some(etag) = first {
             return Ok(held(store, info, etag, None));
         }
-        let current = read_with_etag(store).await?;
-        // Neither taken nor readable (released between the two calls): try again, within
-        // the timeout like any other wait.
-        if current.is_none() && tokio::time::Instant::now() >= deadline {
-            return Err(StateError::Locked(format!(
-                "state s3://{}/{} could not be locked within the timeout",
-                store.location.bucket,
-                lock_key(store)
-            )));
-        }
-        if let Some((current, etag)) = current {
+        if let Some((current, etag)) = read_with_etag(store).await? {
             if let Some(reason) = current.stale(Utc::now()) {
                 let ttl = info.ttl();
                 info.started_at = Utc::now();
                 info.expires_at = info.started_at + ttl;
-                if let Some(new_etag) = put(store, &info, Some(&etag)).await? {
+                let taken = put(store, &info, Some(&etag), conflict_bound())
+                    .await
+                    .map_err(timed_out)?;
+                if let Some(new_etag) = taken {
                     let took_over = TakenOver {
                         previous: current,
                         reason,
                     };
                     return Ok(held(store, info, new_etag, Some(took_over)));
                 }
-                // Someone else changed it first: look again.
-                continue;
             }
-            if tokio::time::Instant::now() >= deadline {
-                return Err(StateError::Locked(format!(
+            last_seen = Some(current);
+        }
+        // Taken, or released between the two calls, or changed by another taker first.
+        if remaining().is_zero() {
+            return Err(StateError::Locked(match last_seen {
+                Some(current) => format!(
                     "state s3://{}/{} is locked: {}. Wait for it (`--lock-timeout`); a lock \
                      whose holder is gone is taken over once it expires, or release it with \
                      `infra state unlock --env {env} {}`",
@@ -259,10 +371,15 @@ pub async fn acquire(
                     lock_key(store),
                     current.describe(),
                     current.id,
-                )));
-            }
+                ),
+                None => format!(
+                    "state s3://{}/{} could not be locked within the timeout",
+                    store.location.bucket,
+                    lock_key(store)
+                ),
+            }));
         }
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        tokio::time::sleep(remaining().min(Duration::from_millis(500))).await;
     }
 }
 
@@ -273,39 +390,67 @@ fn held(
     etag: String,
     took_over: Option<TakenOver>,
 ) -> LockGuard {
-    let lost = Arc::new(AtomicBool::new(false));
+    let holding = Arc::new(Mutex::new(Holding {
+        etag,
+        valid_until: info.expires_at,
+        lost: None,
+    }));
+    let stop = Arc::new(tokio::sync::Notify::new());
     let heartbeat = tokio::spawn(heartbeat(
         store.clone(),
         info.clone(),
-        etag,
-        Arc::clone(&lost),
+        Arc::clone(&holding),
+        Arc::clone(&stop),
     ));
     LockGuard {
         info,
         took_over,
-        lost,
-        heartbeat,
+        holding,
+        stop,
+        heartbeat: Some(heartbeat),
         store: store.clone(),
     }
 }
 
 /// Renews the lock every quarter of its time to live, each time only if it is still the one
-/// this process wrote. Stops for good when it finds the lock changed (taken over).
-async fn heartbeat(store: StateStore, mut info: LockInfo, mut etag: String, lost: Arc<AtomicBool>) {
+/// this process wrote. Stops when told to (release), or for good when it finds the lock
+/// changed (taken over), recording who holds it now.
+async fn heartbeat(
+    store: StateStore,
+    mut info: LockInfo,
+    holding: Arc<Mutex<Holding>>,
+    stop: Arc<tokio::sync::Notify>,
+) {
     let ttl = info.ttl();
     let every = (ttl / 4).to_std().unwrap_or(Duration::from_secs(1));
     loop {
-        tokio::time::sleep(every).await;
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.notified() => return,
+        }
+        let etag = lock_holding(&holding).etag.clone();
         info.expires_at = Utc::now() + ttl;
-        match put(&store, &info, Some(&etag)).await {
-            Ok(Some(new_etag)) => etag = new_etag,
+        // A renewal's 409 retries end before the next beat is due.
+        match put(&store, &info, Some(&etag), every).await {
+            Ok(Some(new_etag)) => {
+                let mut holding = lock_holding(&holding);
+                holding.etag = new_etag;
+                holding.valid_until = info.expires_at;
+            }
             Ok(None) => {
-                lost.store(true, Ordering::SeqCst);
-                tracing::error!(lock = %info.id, "the state lock was taken over by another process");
+                let holder = read(&store).await.ok().flatten();
+                tracing::error!(
+                    lock = %info.id,
+                    holder = holder.as_ref().map(LockInfo::describe).unwrap_or_default(),
+                    "the state lock was taken over by another process"
+                );
+                lock_holding(&holding).lost = Some(LockLost::TakenOver {
+                    holder: holder.map(Box::new),
+                });
                 return;
             }
             // A failed renewal is retried at the next beat; the lock is still valid until
-            // its expiry.
+            // its expiry (and work stops before it: `LockWatch::check`).
             Err(e) => tracing::warn!(error = %e, "renewing the state lock failed"),
         }
     }
@@ -344,24 +489,42 @@ pub async fn read(store: &StateStore) -> Result<Option<LockInfo>, StateError> {
     Ok(read_with_etag(store).await?.map(|(info, _)| info))
 }
 
-/// Releases lock `id`; refuses if the current lock has another id.
+/// Releases lock `id` (`infra state unlock`); refuses if the current lock has another id,
+/// and deletes only the version it read, so a lock taken meanwhile stays.
 pub async fn release(store: &StateStore, id: &str) -> Result<(), StateError> {
-    match read(store).await? {
+    match read_with_etag(store).await? {
         None => Err(StateError::NotHeld(id.to_string(), "none".to_string())),
-        Some(current) if current.id != id => {
+        Some((current, _)) if current.id != id => {
             Err(StateError::NotHeld(id.to_string(), current.describe()))
         }
-        Some(_) => {
-            store
-                .aws
-                .s3
-                .delete_object()
-                .bucket(&store.location.bucket)
-                .key(lock_key(store))
-                .send()
-                .await
-                .map_err(failed("DeleteObject"))?;
-            Ok(())
+        Some((_, etag)) => release_if_match(store, id, &etag).await,
+    }
+}
+
+/// Deletes the lock only if its current version is `etag` (S3 conditional delete).
+async fn release_if_match(store: &StateStore, id: &str, etag: &str) -> Result<(), StateError> {
+    let deleted = store
+        .aws
+        .s3
+        .delete_object()
+        .bucket(&store.location.bucket)
+        .key(lock_key(store))
+        .if_match(etag)
+        .send()
+        .await
+        .map_err(failed("DeleteObject"));
+    match deleted {
+        Ok(_) => Ok(()),
+        Err(e) if e.is("PreconditionFailed") || e.is("NoSuchKey") => {
+            let current = read(store).await?;
+            Err(StateError::NotHeld(
+                id.to_string(),
+                current
+                    .as_ref()
+                    .map(LockInfo::describe)
+                    .unwrap_or_else(|| "none".to_string()),
+            ))
         }
+        Err(e) => Err(e.into()),
     }
 }

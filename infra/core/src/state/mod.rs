@@ -16,7 +16,7 @@ use crate::kinds;
 use crate::model::{Address, Kind, Resource};
 
 pub use journal::{Journal, JournalEntry};
-pub use lock::{LockGuard, LockInfo, TakenOver, Takeover};
+pub use lock::{LockGuard, LockInfo, LockLost, LockWatch, TakenOver, Takeover};
 pub use store::{StateError, StateStore, Stored};
 
 pub const STATE_FORMAT_VERSION: u32 = 1;

@@ -1,7 +1,12 @@
 //! The S3 object store behind state, lock and journal: creates the state bucket on first use
-//! (versioned, encrypted, public access blocked) and writes state with compare-and-swap.
+//! (versioned, encrypted, public access blocked, with lifecycle rules that bound the versions
+//! it keeps) and writes state with compare-and-swap.
 
 use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{
+    BucketLifecycleConfiguration, ExpirationStatus, LifecycleExpiration, LifecycleRule,
+    LifecycleRuleFilter, NoncurrentVersionExpiration, Tag,
+};
 
 use super::StateDoc;
 use crate::aws::{Aws, AwsError, failed};
@@ -50,6 +55,71 @@ pub(crate) fn conditional_conflict(e: &AwsError) -> Option<&'static str> {
         .then_some("S3 reported a conflicting conditional write in progress")
 }
 
+/// How many days the state bucket keeps earlier versions of state and journal objects: the
+/// history to restore a state from (S3 keeps the current version for ever).
+pub const STATE_HISTORY_DAYS: i32 = 90;
+
+/// How many days it keeps earlier versions of a lock object: the heartbeat writes one every
+/// 30 seconds, which nobody needs once the apply is over.
+pub const LOCK_HISTORY_DAYS: i32 = 1;
+
+/// The state bucket's own lifecycle rules. Lock objects (one per env, under the env's prefix)
+/// are told apart by their tag, as lifecycle filters match key prefixes only; where both rules
+/// apply, S3 acts on the shorter expiry.
+fn lifecycle_rules() -> Result<Vec<LifecycleRule>, aws_sdk_s3::error::BuildError> {
+    let (tag_key, tag_value) = super::lock::LOCK_OBJECT_TAG;
+    Ok(vec![
+        LifecycleRule::builder()
+            .id("infra-lock-versions")
+            .filter(
+                LifecycleRuleFilter::builder()
+                    .tag(Tag::builder().key(tag_key).value(tag_value).build()?)
+                    .build(),
+            )
+            .status(ExpirationStatus::Enabled)
+            .noncurrent_version_expiration(
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(LOCK_HISTORY_DAYS)
+                    .build(),
+            )
+            .build()?,
+        LifecycleRule::builder()
+            .id("infra-state-history")
+            .filter(LifecycleRuleFilter::builder().prefix("").build())
+            .status(ExpirationStatus::Enabled)
+            .noncurrent_version_expiration(
+                NoncurrentVersionExpiration::builder()
+                    .noncurrent_days(STATE_HISTORY_DAYS)
+                    .build(),
+            )
+            // A released lock or checkpointed journal leaves a delete marker; once the
+            // versions behind it have expired, the marker goes too.
+            .expiration(
+                LifecycleExpiration::builder()
+                    .expired_object_delete_marker(true)
+                    .build(),
+            )
+            .build()?,
+    ])
+}
+
+/// Whether live rule `live` is rule `wanted` (the parts this engine sets).
+fn same_rule(live: &LifecycleRule, wanted: &LifecycleRule) -> bool {
+    let noncurrent_days = |r: &LifecycleRule| {
+        r.noncurrent_version_expiration()
+            .and_then(|n| n.noncurrent_days())
+    };
+    let tag = |r: &LifecycleRule| {
+        r.filter()
+            .and_then(|f| f.tag())
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+    };
+    live.id() == wanted.id()
+        && live.status() == wanted.status()
+        && noncurrent_days(live) == noncurrent_days(wanted)
+        && tag(live) == tag(wanted)
+}
+
 /// A state document and the ETag it was read with (`None`: no state yet).
 #[derive(Clone, Debug)]
 pub struct Stored {
@@ -81,8 +151,8 @@ impl StateStore {
         self.key("state.json")
     }
 
-    /// Creates the state bucket if it does not exist, then makes sure it is versioned,
-    /// encrypted and closed to the public.
+    /// Creates the state bucket (versioned, encrypted, closed to the public) if it does not
+    /// exist, and gives it the lifecycle rules that bound its history.
     pub async fn ensure_bucket(&self) -> Result<(), StateError> {
         let name = &self.location.bucket;
         let exists = match self
@@ -102,9 +172,14 @@ impl StateStore {
             }
             Err(e) => return Err(e.into()),
         };
-        if exists {
-            return Ok(());
+        if !exists {
+            self.create_bucket().await?;
         }
+        self.ensure_lifecycle().await
+    }
+
+    async fn create_bucket(&self) -> Result<(), StateError> {
+        let name = &self.location.bucket;
         let spec = BucketSpec {
             name: name.clone(),
             encryption: Encryption::SseS3,
@@ -129,6 +204,59 @@ impl StateStore {
         bucket::create(&self.aws, &target, &spec)
             .await
             .map_err(|e| StateError::Bootstrap(e.to_string()))
+    }
+
+    /// Adds the state bucket's lifecycle rules where they are missing or differ, keeping any
+    /// other rule the bucket has (one bucket can hold the state of many envs, and its owner
+    /// may add rules of their own).
+    async fn ensure_lifecycle(&self) -> Result<(), StateError> {
+        let name = &self.location.bucket;
+        // A bucket created a moment ago may not be visible to every S3 host yet.
+        let bound = self.aws.patience.propagation;
+        let settling = bucket::new_bucket_settling as crate::eventual::Transient;
+        let read = crate::eventual::retry(name, bound, settling, || async {
+            self.aws
+                .s3
+                .get_bucket_lifecycle_configuration()
+                .bucket(name)
+                .send()
+                .await
+                .map_err(failed("GetBucketLifecycleConfiguration"))
+        })
+        .await;
+        let current = match read {
+            Ok(out) => out.rules().to_vec(),
+            Err(crate::eventual::RetryError::Aws(e)) if e.is("NoSuchLifecycleConfiguration") => {
+                Vec::new()
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let wanted = lifecycle_rules().map_err(|e| StateError::Bootstrap(e.to_string()))?;
+        if wanted
+            .iter()
+            .all(|w| current.iter().any(|c| same_rule(c, w)))
+        {
+            return Ok(());
+        }
+        let ours = |rule: &LifecycleRule| wanted.iter().any(|w| w.id() == rule.id());
+        let mut rules: Vec<LifecycleRule> = current.iter().filter(|r| !ours(r)).cloned().collect();
+        rules.extend(wanted.iter().cloned());
+        let configuration = BucketLifecycleConfiguration::builder()
+            .set_rules(Some(rules))
+            .build()
+            .map_err(|e| StateError::Bootstrap(e.to_string()))?;
+        crate::eventual::retry(name, bound, settling, || async {
+            self.aws
+                .s3
+                .put_bucket_lifecycle_configuration()
+                .bucket(name)
+                .lifecycle_configuration(configuration.clone())
+                .send()
+                .await
+                .map_err(failed("PutBucketLifecycleConfiguration"))
+        })
+        .await?;
+        Ok(())
     }
 
     /// Reads the state; no bucket or no object means no state yet.
