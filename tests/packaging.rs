@@ -5,28 +5,11 @@
 //! which must not reach the bytes); `make test-packaging-cold` compares with a cold build in a
 //! build folder of the copy's own, as on another machine.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use infra_core::package::{Artifact, Packager};
 use stacks::linkedin_ads::FUNCTIONS as HANDLERS;
-use testkit::{checkout_copy, workspace_root};
-
-/// The `bootstrap` a zip holds.
-fn bootstrap(zip: &Path) -> Vec<u8> {
-    let mut archive = zip::ZipArchive::new(std::fs::File::open(zip).unwrap()).unwrap();
-    let mut entry = archive.by_name("bootstrap").unwrap();
-    let mut bytes = Vec::new();
-    entry.read_to_end(&mut bytes).unwrap();
-    bytes
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    !needle.is_empty()
-        && haystack
-            .windows(needle.len())
-            .any(|w| w == needle.as_bytes())
-}
+use testkit::{checkout_copy, holds, workspace_root, zip_bootstrap};
 
 fn assert_same(here: &Artifact, there: &Artifact, handler: &str) {
     assert_eq!(
@@ -65,10 +48,10 @@ fn no_zip_holds_a_path_of_this_machine() {
     .filter(|p| p.len() > 1)
     .collect();
     for handler in HANDLERS {
-        let binary = bootstrap(&here[handler].zip);
+        let binary = zip_bootstrap(&here[handler].zip);
         for path in &machine_paths {
             assert!(
-                !contains(&binary, path),
+                !holds(&binary, path),
                 "{handler}: the bootstrap holds the machine path {path}"
             );
         }

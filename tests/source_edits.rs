@@ -192,11 +192,13 @@ fn one_handler_updates_only_its_function(checkout: &Checkout, moto: &Moto) {
 }
 
 /// The crates the handlers link from elsewhere in the workspace are part of what they are
-/// built from: an edit there rebuilds every handler (each links both crates), and the plan
-/// updates exactly the functions whose code uses what was edited.
+/// built from. One edit in each, planned together (each plan after such an edit costs a
+/// release build of the runtime and a link of every handler): every handler is rebuilt, the
+/// plan updates the code of exactly the functions using what was edited, and each edit's new
+/// bytes are in exactly the functions expected of it, which tells the two crates' edits apart.
 fn a_linked_crate_updates_exactly_the_functions_using_the_edit(checkout: &Checkout, moto: &Moto) {
-    // The previous step planned the optimizer's original source back: deploy it, so that each
-    // edit below is seen alone.
+    // The previous step planned the optimizer's original source back: deploy it, so that the
+    // edits below are seen alone.
     let applied = checkout.infra(moto, &["apply", "--env", "local", "--auto-approve"]);
     assert_eq!(applied.code, 0, "{}", applied.all());
     let plan = checkout.infra(moto, &["plan", "--env", "local", "--detailed-exitcode"]);
@@ -205,31 +207,36 @@ fn a_linked_crate_updates_exactly_the_functions_using_the_edit(checkout: &Checko
     // The registry: of the packaged handlers only the optimizer uses it (it loads the promoted
     // models, `Registry::load_promoted`, whose reads report an object they cannot parse with
     // this message); the trainer that registers models is not packaged.
-    checkout.edit(
+    let registry = (
         "runtime/registry/src/lib.rs",
         "not registry JSON",
         "not Registry JSON",
     );
-    plan_updates_the_code_of(checkout, moto, &["optimizer"]);
-    let applied = checkout.infra(moto, &["apply", "--env", "local", "--auto-approve"]);
-    assert_eq!(applied.code, 0, "{}", applied.all());
-    let plan = checkout.infra(moto, &["plan", "--env", "local", "--detailed-exitcode"]);
-    assert_eq!(plan.code, 0, "{}", plan.all());
-
-    // The datasets: where the daily aggregates live is used by the processor, which writes
-    // them, and by the optimizer and the copy generator, which read them
-    // (`processed::read_daily`); the collector writes the raw datasets only and token rotation
-    // uses none. (Same length, so that only these bytes move.)
-    checkout.edit(
+    // The datasets: where the raw creatives land, written by the collector and read by the
+    // processor; the other handlers read processed data only. (Same lengths, so that only
+    // these bytes move.)
+    let datasets = (
         "runtime/datasets/src/lib.rs",
-        "\"processed/daily_aggregates\"",
-        "\"processed/daily-aggregates\"",
+        "\"raw/linkedin/creatives\"",
+        "\"raw/linkedin/Creatives\"",
     );
-    plan_updates_the_code_of(
-        checkout,
-        moto,
-        &["copy-generator", "optimizer", "processor"],
-    );
+    for (file, from, to) in [registry, datasets] {
+        checkout.edit(file, from, to);
+    }
+    plan_updates_the_code_of(checkout, moto, &["collector", "optimizer", "processor"]);
+    let copy = Packager::new(checkout.dir.path());
+    for (edit, users) in [
+        ("not Registry JSON", vec!["optimizer"]),
+        ("raw/linkedin/Creatives", vec!["collector", "processor"]),
+    ] {
+        let mut holding: Vec<&str> = HANDLERS
+            .iter()
+            .copied()
+            .filter(|h| testkit::holds(&testkit::zip_bootstrap(&copy.zip_path(h)), edit))
+            .collect();
+        holding.sort();
+        assert_eq!(holding, users, "whose code holds the edit {edit:?}");
+    }
 }
 
 /// Plans after an edit to a crate every handler links: every handler is rebuilt, and the plan

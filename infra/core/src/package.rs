@@ -80,6 +80,9 @@ pub enum PackageError {
     BuildFailed { handlers: String, status: String },
     #[error("the build did not produce {0}")]
     MissingBinary(PathBuf),
+    /// Removing another checkout's builds of the workspace crates from a shared build folder.
+    #[error("`cargo clean -p` of the workspace crates in {build_dir}: {message}")]
+    Clean { build_dir: PathBuf, message: String },
     #[error("`{0}` is not a handler of the runtime crate (src/bin/{0}.rs)")]
     UnknownHandler(String),
     #[error("writing the zip: {0}")]
@@ -110,7 +113,8 @@ pub struct Packager {
     pub out_dir: PathBuf,
     /// Where cargo compiles the handlers: `$INFRA_LAMBDA_BUILD_DIR`, else
     /// `<workspace>/target/lambda/build`. Nothing in it reaches a zip (its path is remapped),
-    /// so checkouts of one machine can share one and compile the dependencies once.
+    /// so checkouts of one machine can share one and compile the dependencies once (each
+    /// checkout's own crates are rebuilt when another built there last: `claim_build_dir`).
     pub build_dir: PathBuf,
 }
 
@@ -169,11 +173,12 @@ impl Packager {
             return Ok(artifacts);
         }
         on_build(&stale);
-        let manifests = self.workspace_manifests()?;
+        let (manifests, members) = self.workspace_manifests()?;
         // Checkouts sharing the build folder build binaries of the same names into the same
         // place: from this build until its binaries and their dep-info are read, the folder is
         // this packager's alone (cargo's own lock covers the build only).
         let _turn = self.lock_build_dir()?;
+        self.claim_build_dir(&members)?;
         let started = SystemTime::now();
         self.build(&stale)?;
         std::fs::create_dir_all(&self.out_dir).map_err(io(&self.out_dir))?;
@@ -356,8 +361,9 @@ impl Packager {
     }
 
     /// `Cargo.lock`, the workspace's manifest, every member's manifest (as cargo lists them)
-    /// and the workspace's cargo configuration if there is one: workspace-relative.
-    fn workspace_manifests(&self) -> Result<Vec<String>, PackageError> {
+    /// and the workspace's cargo configuration if there is one: workspace-relative. With them,
+    /// the members' names.
+    fn workspace_manifests(&self) -> Result<(Vec<String>, Vec<String>), PackageError> {
         let cwd = self.cwd();
         let failed = |message: String| PackageError::Metadata {
             workspace: cwd.clone(),
@@ -392,16 +398,68 @@ impl Packager {
         };
         let roots = self.roots();
         let mut files = vec!["Cargo.lock".to_string(), "Cargo.toml".to_string()];
+        let mut names = Vec::new();
         for member in members {
             let manifest = member["manifest_path"].as_str().unwrap_or_default();
             files.extend(relative_to(Path::new(manifest), &roots));
+            names.extend(member["name"].as_str().map(str::to_string));
         }
         for config in [".cargo/config.toml", ".cargo/config"] {
             if cwd.join(config).is_file() {
                 files.push(config.to_string());
             }
         }
-        Ok(files)
+        Ok((files, names))
+    }
+
+    /// Makes the build folder this workspace's before it builds there. Cargo tells whether a
+    /// workspace crate is up to date by its files' times, under paths relative to the crate,
+    /// so in a folder another checkout built in last, an older but different file of this
+    /// checkout would pass for built: its binary would be the other checkout's. So when the
+    /// folder was last this workspace's, nothing is done; otherwise the workspace crates'
+    /// artifacts go (`cargo clean -p`, the dependencies stay) and the folder is marked as this
+    /// workspace's. Called with the folder locked.
+    fn claim_build_dir(&self, members: &[String]) -> Result<(), PackageError> {
+        let marker = self.compile_dir().join(".infra-last-workspace");
+        let this = self
+            .roots()
+            .first()
+            .map(|root| root.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if std::fs::read_to_string(&marker).is_ok_and(|last| last == this) {
+            return Ok(());
+        }
+        let cargo = std::env::var_os("CARGO")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("cargo"));
+        let mut clean = Command::new(&cargo);
+        clean
+            .args([
+                "clean",
+                "--release",
+                "--target",
+                TARGET_DIR_NAME,
+                "--target-dir",
+            ])
+            .arg(self.compile_dir())
+            .current_dir(self.cwd())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null());
+        for member in members {
+            clean.args(["-p", member]);
+        }
+        let output = clean.output().map_err(io(&cargo))?;
+        if !output.status.success() {
+            return Err(PackageError::Clean {
+                build_dir: self.compile_dir(),
+                message: format!(
+                    "{}: {}",
+                    output.status,
+                    String::from_utf8_lossy(&output.stderr).trim()
+                ),
+            });
+        }
+        write_atomically(&marker, this.as_bytes())
     }
 
     /// Hash of what `handler`'s binary is built from: the build's settings, and each of `files`

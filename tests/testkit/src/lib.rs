@@ -295,6 +295,26 @@ pub fn infra_command(bin: &str, moto: Option<&Moto>, args: &[&str]) -> Command {
     cmd
 }
 
+/// The `bootstrap` a Lambda zip holds (its one entry, checked as Lambda would see it).
+pub fn zip_bootstrap(zip: &Path) -> Vec<u8> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(zip).unwrap_or_else(|e| panic!("{}: {e}", zip.display()));
+    let mut archive = zip::ZipArchive::new(file).expect("a zip");
+    assert_eq!(archive.len(), 1, "{}: one entry", zip.display());
+    let mut entry = archive.by_name("bootstrap").expect("its bootstrap");
+    let mut bytes = Vec::new();
+    entry.read_to_end(&mut bytes).expect("the bootstrap");
+    bytes
+}
+
+/// Whether `haystack` holds the bytes of `needle` (a non-empty one).
+pub fn holds(haystack: &[u8], needle: &str) -> bool {
+    !needle.is_empty()
+        && haystack
+            .windows(needle.len())
+            .any(|w| w == needle.as_bytes())
+}
+
 /// A copy of the checkout in a temp folder, as another clone of it would be (sources, assets,
 /// env files; not `target/`, `.venv` or `.git`), with the checkout's venv linked in for its
 /// build tools.
