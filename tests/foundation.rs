@@ -976,6 +976,33 @@ async fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
         "{}",
         short_retention.all()
     );
+    // A plan file made into a destroy, or marking a protected resource's delete as allowed.
+    let destroy = tampered(&|plan| plan["mode"] = "destroy".into());
+    assert_eq!(destroy.code, 1, "{}", destroy.all());
+    assert!(
+        destroy.stderr.contains("not an apply plan"),
+        "{}",
+        destroy.all()
+    );
+    let protected_delete = tampered(&|plan| {
+        let change = plan["changes"]
+            .as_array_mut()
+            .unwrap()
+            .iter_mut()
+            .find(|c| c["address"] == "alarm.collector-high-spend")
+            .unwrap();
+        change["action"] = "delete".into();
+        change["protected"] = true.into();
+        change["desired"] = Value::Null;
+    });
+    assert_eq!(protected_delete.code, 1, "{}", protected_delete.all());
+    assert!(
+        protected_delete
+            .stderr
+            .contains("deletes or replaces protected resources (alarm.collector-high-spend)"),
+        "{}",
+        protected_delete.all()
+    );
     let groups = c
         .logs
         .describe_log_groups()

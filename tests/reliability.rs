@@ -243,7 +243,7 @@ async fn an_apply_whose_lock_is_taken_over_stops_and_names_the_new_holder() {
         lock::acquire(
             &store,
             "n60",
-            LockInfo::for_this_process(command).with_ttl(Duration::from_secs(2)),
+            LockInfo::for_this_process(command).with_ttl(Duration::from_secs(6)),
             Duration::ZERO,
         )
     };

@@ -169,67 +169,87 @@ impl Aws {
 
     pub fn from_sdk_config(sdk: &aws_types::SdkConfig, region: &str) -> Aws {
         let calls = CallCounter::default();
+        // No client-side retry quota: the SDK's default token bucket refuses retries once many
+        // calls have failed, so a long apply meeting throttling fails with the quota spent
+        // rather than waiting AWS out (Terraform AWS provider users met this as "failed to get
+        // rate limit token, retry quota exceeded", terraform-provider-aws#34669). The engine's
+        // own per-service rate limits keep the pace instead.
+        let retries = aws_smithy_runtime::client::retries::RetryPartition::custom("infra")
+            .token_bucket(aws_smithy_runtime::client::retries::TokenBucket::unlimited())
+            .build();
         // Emulators and custom endpoints do not serve virtual-hosted bucket names.
         let custom_endpoint = sdk.endpoint_url().is_some();
         let s3 = aws_sdk_s3::Client::from_conf(
             aws_sdk_s3::config::Builder::from(sdk)
                 .force_path_style(custom_endpoint)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         let iam = aws_sdk_iam::Client::from_conf(
             aws_sdk_iam::config::Builder::from(sdk)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         let sns = aws_sdk_sns::Client::from_conf(
             aws_sdk_sns::config::Builder::from(sdk)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         let logs = aws_sdk_cloudwatchlogs::Client::from_conf(
             aws_sdk_cloudwatchlogs::config::Builder::from(sdk)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         let lambda = aws_sdk_lambda::Client::from_conf(
             aws_sdk_lambda::config::Builder::from(sdk)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         let events = aws_sdk_eventbridge::Client::from_conf(
             aws_sdk_eventbridge::config::Builder::from(sdk)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         let glue = aws_sdk_glue::Client::from_conf(
             aws_sdk_glue::config::Builder::from(sdk)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         let athena = aws_sdk_athena::Client::from_conf(
             aws_sdk_athena::config::Builder::from(sdk)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         let cloudwatch = aws_sdk_cloudwatch::Client::from_conf(
             aws_sdk_cloudwatch::config::Builder::from(sdk)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         let secretsmanager = aws_sdk_secretsmanager::Client::from_conf(
             aws_sdk_secretsmanager::config::Builder::from(sdk)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         let tagging = aws_sdk_resourcegroupstagging::Client::from_conf(
             aws_sdk_resourcegroupstagging::config::Builder::from(sdk)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         let sts = aws_sdk_sts::Client::from_conf(
             aws_sdk_sts::config::Builder::from(sdk)
                 .interceptor(calls.clone())
+                .retry_partition(retries.clone())
                 .build(),
         );
         Aws {

@@ -9,7 +9,7 @@ use anyhow::{Context as _, anyhow, bail};
 use infra_core::apply::{self, ApplyOptions, ApplyReport, Event, StateSession};
 use infra_core::aws::Aws;
 use infra_core::kinds::DeleteOptions;
-use infra_core::plan::{Plan, PlanMode, PlanOptions};
+use infra_core::plan::{Action, Plan, PlanMode, PlanOptions};
 use infra_core::render;
 use infra_core::state::{Journal, LockInfo, StateDoc, StateStore, Stored, lock};
 use tokio::sync::Mutex;
@@ -31,7 +31,8 @@ pub async fn run(paths: &Paths, args: ApplyArgs, used: &mut Option<Context>) -> 
                 stack.target.env
             ))
         }
-        _ => Ok(()),
+        Some(plan) => check_saved(plan, stack),
+        None => Ok(()),
     };
     let ctx =
         used.insert(Context::load_checked(paths, &args.env, Packaging::Build, for_this_env).await?);
@@ -152,7 +153,12 @@ impl Run {
         let stored = ctx.store.load().await?;
         let plan = match saved {
             Some(plan) => {
-                check_saved(&plan, &ctx.stack)?;
+                check_protected(
+                    &plan,
+                    &stored,
+                    &ctx.stack,
+                    self.plan_options.allow_protected,
+                )?;
                 check_fresh(&plan, &stored)?;
                 let changed = infra_core::plan::changed_since(&ctx.aws, &plan).await?;
                 if !changed.is_empty() {
@@ -250,6 +256,7 @@ pub async fn apply_plan(
     }));
     let journal_before = Journal::list_keys(store).await?;
     let journal = Arc::new(Journal::start(store.clone()));
+    let lock = options.lock.clone();
     let report = apply::apply(aws, plan, session.clone(), journal, options, on_event)
         .await
         .map_err(|e| match e {
@@ -257,6 +264,13 @@ pub async fn apply_plan(
             apply::ApplyError::LockLost { .. } => anyhow!("{e}"),
             e => anyhow!("{e}\nState records everything that finished; fix the cause and re-run."),
         })?;
+    // The journal is this holder's to clear only while it holds the lock: a new holder's
+    // intents must stay for its own recovery.
+    if let Some(lock) = &lock {
+        lock.check().map_err(|lost| {
+            anyhow!("{lost}; every change finished and is in state, the journal is left as it is")
+        })?;
+    }
     let mut keys = journal_before;
     keys.extend(Journal::list_keys(store).await?);
     keys.sort();
@@ -269,6 +283,21 @@ pub async fn apply_plan(
 /// A saved plan is held to what `infra plan` enforces: the same target, and its resources pass
 /// validation and the policy rules (waivers from the env file, not from the plan file).
 fn check_saved(plan: &Plan, current: &infra_core::model::Stack) -> anyhow::Result<()> {
+    if plan.mode != PlanMode::Normal {
+        bail!(
+            "the saved plan is not an apply plan (`infra plan --out` makes those); nothing was applied"
+        );
+    }
+    if let Some(change) = plan.changes.iter().find(|c| {
+        c.desired
+            .as_ref()
+            .is_some_and(|desired| desired.address != c.address)
+    }) {
+        bail!(
+            "the saved plan's change of {} carries another resource; nothing was applied",
+            change.address
+        );
+    }
     if plan.target != current.target {
         bail!(
             "the saved plan targets account {} in {} (state s3://{}/{}), the env file account {} \
@@ -291,6 +320,42 @@ fn check_saved(plan: &Plan, current: &infra_core::model::Stack) -> anyhow::Resul
     Ok(())
 }
 
+/// A saved plan deletes or replaces a protected resource only with `--allow-protected`, as a
+/// fresh plan would: protection is read from state and the stack, not from the plan file.
+fn check_protected(
+    plan: &Plan,
+    stored: &Stored,
+    current: &infra_core::model::Stack,
+    allow_protected: bool,
+) -> anyhow::Result<()> {
+    if allow_protected {
+        return Ok(());
+    }
+    let protected: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
+        .filter(|c| {
+            c.protected
+                || stored
+                    .doc
+                    .as_ref()
+                    .and_then(|d| d.resources.get(&c.address))
+                    .is_some_and(|entry| entry.protected)
+                || current.get(&c.address).is_some_and(|r| r.protected)
+        })
+        .map(|c| c.address.to_string())
+        .collect();
+    if !protected.is_empty() {
+        bail!(
+            "the saved plan deletes or replaces protected resources ({}); nothing was applied. \
+             Pass --allow-protected to allow it.",
+            protected.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// A saved plan applies only to the state it was made against.
 fn check_fresh(plan: &Plan, stored: &Stored) -> anyhow::Result<()> {
     let now = stored.doc.as_ref().map(|d| (d.lineage.clone(), d.serial));
@@ -299,7 +364,7 @@ fn check_fresh(plan: &Plan, stored: &Stored) -> anyhow::Result<()> {
         let show = |s: &Option<(String, u64)>| match s {
             Some((lineage, serial)) => format!(
                 "serial {serial} of lineage {}",
-                &lineage[..8.min(lineage.len())]
+                lineage.chars().take(8).collect::<String>()
             ),
             None => "no state".to_string(),
         };

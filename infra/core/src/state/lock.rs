@@ -233,8 +233,15 @@ impl LockGuard {
     /// lock was taken over never deletes the new holder's.
     pub async fn release(mut self) -> Result<(), StateError> {
         self.stop.notify_one();
-        if let Some(heartbeat) = self.heartbeat.take() {
-            let _ = heartbeat.await;
+        if let Some(mut heartbeat) = self.heartbeat.take() {
+            // A renewal that hangs on S3 must not keep the process from ending: the delete
+            // below checks the ETag anyway.
+            let beat = (self.info.ttl() / 4)
+                .to_std()
+                .unwrap_or(Duration::from_secs(30));
+            if tokio::time::timeout(beat, &mut heartbeat).await.is_err() {
+                heartbeat.abort();
+            }
         }
         let etag = lock_holding(&self.holding).etag.clone();
         release_if_match(&self.store, &self.info.id, &etag).await
@@ -335,7 +342,11 @@ pub async fn acquire(
         )),
         e => e,
     };
+    let ttl = info.ttl();
     loop {
+        // Each attempt writes a full time to live from now, however long the wait before it.
+        info.started_at = Utc::now();
+        info.expires_at = info.started_at + ttl;
         let first = put(store, &info, None, conflict_bound())
             .await
             .map_err(timed_out)?;
@@ -343,10 +354,11 @@ pub async fn acquire(
             return Ok(held(store, info, etag, None));
         }
         if let Some((current, etag)) = read_with_etag(store).await? {
+            // The SDK retried a create whose first answer was lost: the lock is ours.
+            if current.id == info.id {
+                return Ok(held(store, current, etag, None));
+            }
             if let Some(reason) = current.stale(Utc::now()) {
-                let ttl = info.ttl();
-                info.started_at = Utc::now();
-                info.expires_at = info.started_at + ttl;
                 let taken = put(store, &info, Some(&etag), conflict_bound())
                     .await
                     .map_err(timed_out)?;
@@ -438,7 +450,17 @@ async fn heartbeat(
                 holding.valid_until = info.expires_at;
             }
             Ok(None) => {
-                let holder = read(&store).await.ok().flatten();
+                let current = read_with_etag(&store).await.ok().flatten();
+                // The SDK retried a renewal whose first answer was lost: still ours.
+                if let Some((current, etag)) = &current
+                    && current.id == info.id
+                {
+                    let mut holding = lock_holding(&holding);
+                    holding.etag = etag.clone();
+                    holding.valid_until = current.expires_at;
+                    continue;
+                }
+                let holder = current.map(|(holder, _)| holder);
                 tracing::error!(
                     lock = %info.id,
                     holder = holder.as_ref().map(LockInfo::describe).unwrap_or_default(),
@@ -516,14 +538,17 @@ async fn release_if_match(store: &StateStore, id: &str, etag: &str) -> Result<()
     match deleted {
         Ok(_) => Ok(()),
         Err(e) if e.is("PreconditionFailed") || e.is("NoSuchKey") => {
-            let current = read(store).await?;
-            Err(StateError::NotHeld(
-                id.to_string(),
-                current
-                    .as_ref()
-                    .map(LockInfo::describe)
-                    .unwrap_or_else(|| "none".to_string()),
-            ))
+            match read_with_etag(store).await? {
+                // Still this holder's lock under another ETag (a renewal whose answer was
+                // lost, or one that raced the heartbeat's stop): delete that version.
+                Some((current, newer)) if current.id == id && newer != etag => {
+                    Box::pin(release_if_match(store, id, &newer)).await
+                }
+                // Gone: this delete's first attempt went through and its answer was lost (the
+                // SDK's retry then found nothing), or whoever held it since released it.
+                None => Ok(()),
+                Some((current, _)) => Err(StateError::NotHeld(id.to_string(), current.describe())),
+            }
         }
         Err(e) => Err(e.into()),
     }

@@ -174,8 +174,21 @@ impl StateStore {
         };
         if !exists {
             self.create_bucket().await?;
+            return self.ensure_lifecycle().await;
         }
-        self.ensure_lifecycle().await
+        match self.ensure_lifecycle().await {
+            // A bucket made before these rules, by credentials that may not manage its
+            // lifecycle: the rules bound its history, they do not guard the state.
+            Err(StateError::Aws(e)) if e.is("AccessDenied") => {
+                tracing::warn!(
+                    bucket = %name,
+                    error = %e,
+                    "cannot set the state bucket's lifecycle rules (old lock and state versions are kept until someone can)"
+                );
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     async fn create_bucket(&self) -> Result<(), StateError> {
@@ -224,10 +237,13 @@ impl StateStore {
                 .map_err(failed("GetBucketLifecycleConfiguration"))
         })
         .await;
-        let current = match read {
-            Ok(out) => out.rules().to_vec(),
+        let (current, minimum_size) = match read {
+            Ok(out) => (
+                out.rules().to_vec(),
+                out.transition_default_minimum_object_size().cloned(),
+            ),
             Err(crate::eventual::RetryError::Aws(e)) if e.is("NoSuchLifecycleConfiguration") => {
-                Vec::new()
+                (Vec::new(), None)
             }
             Err(e) => return Err(e.into()),
         };
@@ -250,6 +266,7 @@ impl StateStore {
                 .s3
                 .put_bucket_lifecycle_configuration()
                 .bucket(name)
+                .set_transition_default_minimum_object_size(minimum_size.clone())
                 .lifecycle_configuration(configuration.clone())
                 .send()
                 .await
