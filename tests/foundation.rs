@@ -853,6 +853,16 @@ async fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
             .send()
     };
     retention(30).await.unwrap();
+    let collector_retention = || async {
+        let groups = c
+            .logs
+            .describe_log_groups()
+            .log_group_name_prefix("/aws/lambda/linkedin-ads-local-collector")
+            .send()
+            .await
+            .unwrap();
+        groups.log_groups()[0].retention_in_days()
+    };
     let fix = dir.path().join("fix.plan");
     let planned = infra(
         BIN,
@@ -880,18 +890,7 @@ async fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
         "{}",
         refused.all()
     );
-    let groups = c
-        .logs
-        .describe_log_groups()
-        .log_group_name_prefix("/aws/lambda/linkedin-ads-local-collector")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        groups.log_groups()[0].retention_in_days(),
-        Some(60),
-        "nothing applied"
-    );
+    assert_eq!(collector_retention().await, Some(60), "nothing applied");
     let saved: Value = serde_json::from_slice(&std::fs::read(&fix).unwrap()).unwrap();
     assert_eq!(
         saved["fingerprints"].as_object().unwrap().len(),
@@ -1003,18 +1002,7 @@ async fn a_saved_plan_applies_exactly_and_a_stale_one_is_refused() {
         "{}",
         protected_delete.all()
     );
-    let groups = c
-        .logs
-        .describe_log_groups()
-        .log_group_name_prefix("/aws/lambda/linkedin-ads-local-collector")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(
-        groups.log_groups()[0].retention_in_days(),
-        Some(60),
-        "nothing applied"
-    );
+    assert_eq!(collector_retention().await, Some(60), "nothing applied");
 }
 
 #[test]

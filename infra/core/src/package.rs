@@ -178,6 +178,19 @@ impl Packager {
         // place: from this build until its binaries and their dep-info are read, the folder is
         // this packager's alone (cargo's own lock covers the build only).
         let _turn = self.lock_build_dir()?;
+        // Another packager of this checkout may have built them while this one waited: look
+        // again, so that a queue of waiting packagers builds once (and, in a shared folder,
+        // does not take it back from another checkout for nothing).
+        stale.retain(|&handler| match self.cached(handler, &toolchain) {
+            Some(artifact) => {
+                artifacts.insert(handler.to_string(), artifact);
+                false
+            }
+            None => true,
+        });
+        if stale.is_empty() {
+            return Ok(artifacts);
+        }
         self.claim_build_dir(&members)?;
         let started = SystemTime::now();
         self.build(&stale)?;
