@@ -535,11 +535,7 @@ fn run_against(server: &testkit::fake_http::FakeServer, envs: &str, args: &[&str
         .envs(testkit::endpoint_env(server.url.clone()))
         .output()
         .unwrap();
-    testkit::Run {
-        code: output.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    testkit::Run::from_output(output)
 }
 
 #[test]

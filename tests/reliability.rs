@@ -811,14 +811,7 @@ fn infra_via(moto: &Moto, endpoint: &str, args: &[&str]) -> (testkit::Run, Durat
         .env("AWS_ENDPOINT_URL", endpoint)
         .output()
         .unwrap();
-    (
-        testkit::Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        },
-        started.elapsed(),
-    )
+    (testkit::Run::from_output(output), started.elapsed())
 }
 
 /// With a fifth of all calls failing (throttled, 500, dropped) or slow, apply, plan and drift

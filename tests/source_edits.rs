@@ -52,11 +52,7 @@ impl Checkout {
             )
             .output()
             .expect("run infra");
-        Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        Run::from_output(output)
     }
 }
 

@@ -223,11 +223,7 @@ async fn two_staging_instances_coexist_and_destroying_one_leaves_the_other_intac
             .env("AWS_REGION", "us-east-2")
             .output()
             .unwrap();
-        testkit::Run {
-            code: output.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-        }
+        testkit::Run::from_output(output)
     };
     for instance in ["pr-1", "pr-2"] {
         let applied = run(&[
