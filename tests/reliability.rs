@@ -239,11 +239,13 @@ async fn an_apply_whose_lock_is_taken_over_stops_and_names_the_new_holder() {
     let stack = infra::stacks::synthetic::synthetic(target, N, &artifact);
     let store = StateStore::new(aws.clone(), stack.target.state.clone());
     store.ensure_bucket().await.unwrap();
-    let take = |command: &str| {
+    // The first apply's lock is short-lived so that its heartbeat sees the takeover within
+    // the apply; the re-run's is not, so that a busy machine cannot let it expire.
+    let take = |command: &str, ttl: u64| {
         lock::acquire(
             &store,
             "n60",
-            LockInfo::for_this_process(command).with_ttl(Duration::from_secs(6)),
+            LockInfo::for_this_process(command).with_ttl(Duration::from_secs(ttl)),
             Duration::ZERO,
         )
     };
@@ -255,7 +257,7 @@ async fn an_apply_whose_lock_is_taken_over_stops_and_names_the_new_holder() {
         (stored, plan)
     };
 
-    let guard = take("apply").await.unwrap();
+    let guard = take("apply", 6).await.unwrap();
     let (stored, plan) = plan_now().await;
     let usurper = holder("elsewhere", 7, chrono::Duration::minutes(30));
     let taker = {
@@ -292,7 +294,7 @@ async fn an_apply_whose_lock_is_taken_over_stops_and_names_the_new_holder() {
     assert_eq!(lock::read(&store).await.unwrap(), Some(usurper.clone()));
 
     lock::release(&store, &usurper.id).await.unwrap();
-    let guard = take("re-run").await.unwrap();
+    let guard = take("re-run", 600).await.unwrap();
     let (stored, plan) = plan_now().await;
     assert_eq!(plan.summary.create, N - recorded, "the rest is still to do");
     let options = ApplyOptions {

@@ -397,6 +397,10 @@ fn causes(error: &dyn std::error::Error) -> String {
 }
 
 /// Error codes the SDK's standard retry strategy treats as throttling.
+fn retry_note() -> String {
+    format!(" (still failing after {MAX_ATTEMPTS} attempts with backoff)")
+}
+
 const THROTTLING_CODES: &[&str] = &[
     "Throttling",
     "ThrottlingException",
@@ -421,10 +425,16 @@ impl AwsError {
             if self.message.is_empty() {
                 self.message = "no message from the service".into();
             }
-            self.message = format!(
-                "{} (still failing after {MAX_ATTEMPTS} attempts with backoff)",
-                self.message
-            );
+            self.message = format!("{}{}", self.message, retry_note());
+        }
+        self
+    }
+
+    /// For a call whose retries were turned off (a classifier forbade them): the note that
+    /// [`AwsError::with_retry_note`] added would not be true.
+    pub fn sent_once(mut self) -> AwsError {
+        if let Some(message) = self.message.strip_suffix(&retry_note()) {
+            self.message = message.to_string();
         }
         self
     }

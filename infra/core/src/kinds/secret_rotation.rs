@@ -12,7 +12,8 @@
 
 use std::collections::BTreeSet;
 
-use aws_config::retry::RetryConfig;
+use aws_sdk_secretsmanager::config::interceptors::InterceptorContext;
+use aws_sdk_secretsmanager::config::retry::{ClassifyRetry, RetryAction};
 use aws_sdk_secretsmanager::types::RotationRulesType;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -30,6 +31,25 @@ pub const REPLACE_FIELDS: &[&str] = &[];
 fn invoke_propagating(e: &AwsError) -> Option<&'static str> {
     e.is("AccessDeniedException")
         .then_some("the rotation function's invoke permission is not effective yet")
+}
+
+/// RotateSecret's server errors are settled by reading the configuration back (see [`put`]),
+/// not by sending it again; throttling and network failures keep the SDK's usual retries
+/// (a classifier that forbids a retry overrides every other one).
+#[derive(Debug)]
+struct ServerErrorsAreNotRetried;
+
+impl ClassifyRetry for ServerErrorsAreNotRetried {
+    fn classify_retry(&self, ctx: &InterceptorContext) -> RetryAction {
+        match ctx.response() {
+            Some(response) if response.status().is_server_error() => RetryAction::RetryForbidden,
+            _ => RetryAction::NoActionIndicated,
+        }
+    }
+
+    fn name(&self) -> &'static str {
+        "RotateSecret server errors are read back"
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -141,11 +161,9 @@ pub async fn put(aws: &Aws, spec: &SecretRotationSpec) -> Result<(), OpError> {
                 )
                 .rotate_immediately(false)
                 .customize()
-                // A server error is settled by reading the configuration back, not by
-                // retrying.
                 .config_override(
                     aws_sdk_secretsmanager::config::Builder::default()
-                        .retry_config(RetryConfig::standard().with_max_attempts(2)),
+                        .retry_classifier(ServerErrorsAreNotRetried),
                 )
                 .send()
                 .await
@@ -162,6 +180,7 @@ pub async fn put(aws: &Aws, spec: &SecretRotationSpec) -> Result<(), OpError> {
     if !server_error {
         return Err(error.into());
     }
+    let error = error.sent_once();
     let described = aws
         .secretsmanager
         .describe_secret()
