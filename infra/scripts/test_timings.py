@@ -18,9 +18,9 @@ if not steps.exists():
 
 print("make test, per step (wall time):")
 total = 0.0
-# Steps that ran in the background alongside others (the Lambda dependencies) are shown but
-# not added to the total.
-BACKGROUND = {"lambda-deps"}
+# Steps that ran in the background alongside the build (the venv) are shown but not added to
+# the total.
+BACKGROUND = {"venv"}
 for line in steps.read_text().splitlines():
     name, seconds, status = line.split("\t")
     mark = "" if status == "0" else f"  (exit {status})"

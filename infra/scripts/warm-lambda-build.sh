@@ -7,6 +7,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 LAMBDA_TARGET="x86_64-unknown-linux-gnu.2.34"
+PROFILE="lambda"
 RUSTFLAGS_TEMPLATE="--remap-path-prefix={build_dir}=/target --remap-path-prefix={cargo_home}=/cargo -C strip=symbols"
 
 build_dir="${INFRA_LAMBDA_BUILD_DIR:-$root/target/lambda/build}"
@@ -18,5 +19,5 @@ flags="${flags//\{cargo_home\}/$cargo_home}"
 
 cd "$root"
 PATH="$root/.venv/bin:$PATH" RUSTFLAGS="$flags" \
-  "$root/.venv/bin/cargo-zigbuild" zigbuild --release --locked --target "$LAMBDA_TARGET" \
+  "$root/.venv/bin/cargo-zigbuild" zigbuild --profile "$PROFILE" --locked --target "$LAMBDA_TARGET" \
   -p runtime --lib --target-dir "$build_dir"

@@ -24,10 +24,12 @@ pub mod trainer;
 pub mod training;
 
 use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 /// Starts JSON logs (CloudWatch parses them) at `RUST_LOG` or info.
 pub fn init_tracing() {
@@ -43,14 +45,37 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// Runs `handler` in the Lambda runtime loop.
-pub async fn serve<E, R, F, Fut>(handler: F) -> Result<(), Error>
+/// One invocation's answer, boxed so that every handler has the same type.
+type Answer = Pin<Box<dyn Future<Output = Result<Value, Error>> + Send>>;
+
+/// Runs `handler` in the Lambda runtime loop, its event parsed from JSON as `E`.
+///
+/// The loop (the Runtime API client and its HTTP stack) is generic over the handler's type;
+/// this wrapper hands it one boxed type ([`run_boxed`]), so the loop compiles once, in this
+/// library, instead of once more in every handler binary: an edit to a crate every handler
+/// links rebuilds five binaries, and each is now little more than its own `handle`.
+pub async fn serve<E, F, Fut>(handler: F) -> Result<(), Error>
 where
     E: DeserializeOwned + Send + 'static,
-    R: Serialize + Send + 'static,
     F: Fn(LambdaEvent<E>) -> Fut + Send + Sync + 'static,
-    Fut: Future<Output = Result<R, Error>> + Send + 'static,
+    Fut: Future<Output = Result<Value, Error>> + Send + 'static,
 {
+    let handler = Arc::new(handler);
+    run_boxed(Box::new(move |event: LambdaEvent<Value>| -> Answer {
+        let handler = Arc::clone(&handler);
+        Box::pin(async move {
+            let (payload, context) = event.into_parts();
+            let payload: E = serde_json::from_value(payload)?;
+            handler(LambdaEvent::new(payload, context)).await
+        })
+    }))
+    .await
+}
+
+/// The runtime loop for a boxed handler: not generic, so compiled here only.
+async fn run_boxed(
+    handler: Box<dyn Fn(LambdaEvent<Value>) -> Answer + Send + Sync>,
+) -> Result<(), Error> {
     init_tracing();
     lambda_runtime::run(service_fn(handler)).await
 }

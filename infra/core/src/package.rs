@@ -42,7 +42,7 @@ use sha2::{Digest, Sha256};
 pub const LAMBDA_TARGET: &str = "x86_64-unknown-linux-gnu.2.34";
 /// Where cargo puts the binaries of [`LAMBDA_TARGET`] (the glibc suffix is not part of it).
 const TARGET_DIR_NAME: &str = "x86_64-unknown-linux-gnu";
-pub const PROFILE: &str = "release";
+pub const PROFILE: &str = "lambda";
 /// Bumped whenever the way zips are made or keyed changes, so old manifests are not trusted.
 const PACKAGER_VERSION: &str = "2";
 
@@ -449,7 +449,8 @@ impl Packager {
         clean
             .args([
                 "clean",
-                "--release",
+                "--profile",
+                PROFILE,
                 "--target",
                 TARGET_DIR_NAME,
                 "--target-dir",
@@ -534,7 +535,7 @@ impl Packager {
         let mut command = Command::new(&zigbuild);
         command
             .arg("zigbuild")
-            .args(["--release", "--locked", "--target", LAMBDA_TARGET])
+            .args(["--profile", PROFILE, "--locked", "--target", LAMBDA_TARGET])
             .args(["-p", "runtime"])
             .arg("--target-dir")
             .arg(&build_dir)
@@ -812,6 +813,11 @@ mod tests {
         assert!(
             script.contains(&format!("RUSTFLAGS_TEMPLATE=\"{RUSTFLAGS_TEMPLATE}\"")),
             "the script's flags are not {RUSTFLAGS_TEMPLATE}"
+        );
+        assert!(
+            script.contains(&format!("PROFILE=\"{PROFILE}\""))
+                && script.contains("--profile \"$PROFILE\""),
+            "the script does not build with the profile {PROFILE}"
         );
     }
 
