@@ -224,23 +224,36 @@ async fn a_held_lock_is_renewed_by_its_heartbeat_and_two_takers_never_both_win()
     }
 }
 
-/// An apply whose lock is taken over (here: another process writes its own lock a second
-/// in) stops: nothing new starts, what was in flight finishes and is in state, and the error
-/// names the new holder. Its release leaves the new holder's lock; once that holder is done,
-/// a re-run converges.
+/// An apply whose lock is taken over (here: another process writes its own lock once the
+/// first change is done) stops: nothing new starts, what was in flight finishes and is in
+/// state, and the error names the new holder. Its release leaves the new holder's lock; once
+/// that holder is done, a re-run converges. The apply's calls go through a proxy that delays
+/// some of them, so that it is still running when its heartbeat (every 3 s, a quarter of the
+/// lock's 12 s) finds the lock taken, however fast the machine; the heartbeat itself talks to
+/// the emulator directly.
 #[tokio::test(flavor = "multi_thread")]
 async fn an_apply_whose_lock_is_taken_over_stops_and_names_the_new_holder() {
     const N: usize = 60;
     let moto = Moto::start();
     let aws = Aws::from_sdk_config(&moto.engine_sdk_config().await, testkit::REGION);
+    let slow = testkit::fault_proxy::FaultProxy::start_with(
+        &moto.endpoint(),
+        0.3,
+        20_261_201,
+        &[testkit::fault_proxy::Fault::Slow],
+    );
+    let slow_aws = Aws::from_sdk_config(
+        &testkit::sdk_config_at(slow.endpoint()).await,
+        testkit::REGION,
+    );
     let scratch = tempfile::tempdir().unwrap();
     let artifact = infra::bench::artifact(scratch.path()).unwrap();
     let target = infra::bench::target(N, "123456789012", testkit::REGION);
     let stack = infra::stacks::synthetic::synthetic(target, N, &artifact);
     let store = StateStore::new(aws.clone(), stack.target.state.clone());
     store.ensure_bucket().await.unwrap();
-    // The first apply's lock is short-lived so that its heartbeat sees the takeover within
-    // the apply; the re-run's is not, so that a busy machine cannot let it expire.
+    // Taken once the plan is made, so that a slow plan on a busy machine cannot use up the
+    // lock's time before the apply starts.
     let take = |command: &str, ttl: u64| {
         lock::acquire(
             &store,
@@ -257,13 +270,14 @@ async fn an_apply_whose_lock_is_taken_over_stops_and_names_the_new_holder() {
         (stored, plan)
     };
 
-    let guard = take("apply", 6).await.unwrap();
     let (stored, plan) = plan_now().await;
+    let guard = take("apply", 12).await.unwrap();
     let usurper = holder("elsewhere", 7, chrono::Duration::minutes(30));
+    let first_done = std::sync::Arc::new(tokio::sync::Notify::new());
     let taker = {
-        let (store, usurper) = (store.clone(), usurper.clone());
+        let (store, usurper, first_done) = (store.clone(), usurper.clone(), first_done.clone());
         tokio::spawn(async move {
-            tokio::time::sleep(Duration::from_secs(1)).await;
+            first_done.notified().await;
             plant_lock(&store, &usurper).await;
         })
     };
@@ -272,7 +286,13 @@ async fn an_apply_whose_lock_is_taken_over_stops_and_names_the_new_holder() {
         lock: Some(guard.watch()),
         ..ApplyOptions::default()
     };
-    let stopped = infra::cli::apply_plan(&aws, &store, &stored, &plan, options, &|_| {}).await;
+    let on_event = |event: infra_core::apply::Event| {
+        if matches!(event, infra_core::apply::Event::Finished { .. }) {
+            first_done.notify_one();
+        }
+    };
+    let stopped =
+        infra::cli::apply_plan(&slow_aws, &store, &stored, &plan, options, &on_event).await;
     taker.await.unwrap();
     let error = stopped.expect_err("the apply stops").to_string();
     assert!(
@@ -294,9 +314,9 @@ async fn an_apply_whose_lock_is_taken_over_stops_and_names_the_new_holder() {
     assert_eq!(lock::read(&store).await.unwrap(), Some(usurper.clone()));
 
     lock::release(&store, &usurper.id).await.unwrap();
-    let guard = take("re-run", 600).await.unwrap();
     let (stored, plan) = plan_now().await;
     assert_eq!(plan.summary.create, N - recorded, "the rest is still to do");
+    let guard = take("re-run", 600).await.unwrap();
     let options = ApplyOptions {
         lock: Some(guard.watch()),
         ..ApplyOptions::default()

@@ -170,12 +170,12 @@ impl Moto {
 
     /// SDK configuration for moto itself: a test's own setup and checks (the ground truth).
     pub async fn sdk_config(&self) -> aws_types::SdkConfig {
-        sdk_config_for(self.moto_endpoint()).await
+        sdk_config_at(self.moto_endpoint()).await
     }
 
     /// SDK configuration through the layer: for the engine's library under test.
     pub async fn engine_sdk_config(&self) -> aws_types::SdkConfig {
-        sdk_config_for(self.endpoint()).await
+        sdk_config_at(self.endpoint()).await
     }
 
     /// Environment variables that point the SDK (and so `infra`) at the layer.
@@ -184,7 +184,9 @@ impl Moto {
     }
 }
 
-async fn sdk_config_for(endpoint: String) -> aws_types::SdkConfig {
+/// SDK configuration for `endpoint` (e.g. a fault proxy in front of the layer) with the
+/// harness's region and dummy credentials.
+pub async fn sdk_config_at(endpoint: String) -> aws_types::SdkConfig {
     aws_config::defaults(aws_config::BehaviorVersion::latest())
         .region(aws_types::region::Region::new(REGION))
         .endpoint_url(endpoint)
