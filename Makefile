@@ -43,20 +43,18 @@ lint:
 # build of its own; cargo-nextest then runs the test binaries side by side
 # (.config/nextest.toml), the first end-to-end test to package building the Lambda handlers
 # while the others wait or run. (Compiling the handlers alongside the build was measured
-# slower on 2 cores; the venv's download and install are not, so they run beside it.) No
-# incremental compilation: on a fresh clone it only costs disk (gigabytes of caches that a
-# one-off build never reuses), and CI machines can be short of disk.
+# slower on 2 cores; so was installing the venv beside it: 48 s alone, but 82 s more of build
+# beside it.) No incremental compilation: on a fresh clone it only costs disk (gigabytes of
+# caches that a one-off build never reuses), and CI machines can be short of disk.
 TIMED := infra/scripts/timed.sh
 test: export CARGO_INCREMENTAL := 0
 test: export RUSTC_WORKSPACE_WRAPPER := $(CURDIR)/infra/scripts/clippy-rustc.sh
 test:
 	@rm -f target/make-test-steps.tsv
 	@$(TIMED) preflight infra/scripts/preflight.sh --nextest
+	@$(TIMED) venv $(MAKE) --no-print-directory venv
 	@$(TIMED) fmt cargo fmt --all -- --check
-	@$(TIMED) venv $(MAKE) --no-print-directory venv & venv=$$!; \
-	  $(TIMED) build+lint cargo test --workspace --no-run; built=$$?; \
-	  wait $$venv || { echo "error: the venv (moto, cargo-zigbuild) could not be installed" >&2; exit 1; }; \
-	  exit $$built
+	@$(TIMED) build+lint cargo test --workspace --no-run
 	@$(TIMED) synth-check target/debug/infra synth --check
 	@$(TIMED) tests cargo nextest run --workspace
 	@$(TIMED) doctests cargo test --workspace --doc

@@ -18,16 +18,10 @@ if not steps.exists():
 
 print("make test, per step (wall time):")
 total = 0.0
-# Steps that ran in the background alongside the build (the venv) are shown but not added to
-# the total.
-BACKGROUND = {"venv"}
 for line in steps.read_text().splitlines():
     name, seconds, status = line.split("\t")
     mark = "" if status == "0" else f"  (exit {status})"
-    if name in BACKGROUND:
-        mark += "  (alongside the build)"
-    else:
-        total += float(seconds)
+    total += float(seconds)
     print(f"  {name:<14} {float(seconds) / 60:5.1f} min  {float(seconds):7.1f} s{mark}")
 print(f"  {'total':<14} {total / 60:5.1f} min  {total:7.1f} s")
 
