@@ -68,7 +68,7 @@ async fn synthetic_stack_plans_in_half_a_call_per_resource() -> anyhow::Result<(
 
     let destroy = PlanOptions {
         destroy: true,
-        allow_protected: false,
+        ..PlanOptions::default()
     };
     let (destroyed, _) = bench::apply(&aws, &stack, destroy).await?;
     assert_eq!(destroyed, N);

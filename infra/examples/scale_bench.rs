@@ -176,7 +176,7 @@ async fn measure(n: usize, artifact: &infra_core::package::Artifact) -> anyhow::
 
     let destroy_options = PlanOptions {
         destroy: true,
-        allow_protected: false,
+        ..PlanOptions::default()
     };
     let (destroyed, destroy) = bench::apply(&aws, &stack, destroy_options).await?;
     ensure!(

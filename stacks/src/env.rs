@@ -62,6 +62,23 @@ pub struct Env {
     /// Optional: how long the engine waits for AWS to settle (`[timeouts]`).
     #[serde(default)]
     pub timeouts: Timeouts,
+    /// Optional: live resources this env adopts instead of creating (`[[import]]` tables, as
+    /// Terraform's import blocks). Once applied, an entry does nothing and may stay.
+    #[serde(default, rename = "import")]
+    pub imports: Vec<Import>,
+}
+
+/// `[[import]]`: the stack's resource `address` (e.g. `bucket.data`) is the live resource
+/// `id` (its name, or its ARN where AWS names it by ARN: a topic's, a secret's). The resource
+/// keeps that name; the plan shows the import and the fields that change.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Import {
+    pub address: Spanned<String>,
+    pub id: Spanned<String>,
+    /// Where the entry is, for errors found once the stack is built or planned.
+    #[serde(skip)]
+    location: Option<(PathBuf, usize, usize)>,
 }
 
 /// `[timeouts]`: bounds of the engine's waits, in seconds. `propagation_seconds` (default 120,
@@ -421,6 +438,10 @@ impl Env {
         for waiver in &mut env.waivers {
             let (line, column) = line_column(text, waiver.resource.span().start);
             waiver.location = Some((path.to_path_buf(), line, column));
+        }
+        for import in &mut env.imports {
+            let (line, column) = line_column(text, import.address.span().start);
+            import.location = Some((path.to_path_buf(), line, column));
         }
         if problems.is_empty() {
             Ok(env)
@@ -877,6 +898,39 @@ impl Env {
                 );
             }
         }
+        let mut imported: std::collections::BTreeMap<String, usize> = Default::default();
+        for (i, import) in self.imports.iter().enumerate() {
+            let field = |name: &str| format!("import[{i}].{name}");
+            let text_address = import.address.get_ref();
+            let address = match text_address.parse::<infra_core::model::Address>() {
+                Ok(address) => address,
+                Err(_) => {
+                    problem(
+                        import.address.span(),
+                        &field("address"),
+                        format!(
+                            "`{text_address}` is not a resource address (`kind.name`, e.g. `bucket.data`)"
+                        ),
+                    );
+                    continue;
+                }
+            };
+            if let Some(first) = imported.insert(address.to_string(), import.address.span().start) {
+                let (line, _) = line_column(text, first);
+                problem(
+                    import.address.span(),
+                    &field("address"),
+                    format!(
+                        "{address} is imported twice (also at line {line}): one live resource per address"
+                    ),
+                );
+            }
+            if let Err(message) =
+                infra_core::kinds::imported_name(address.kind, import.id.get_ref())
+            {
+                problem(import.id.span(), &field("id"), message);
+            }
+        }
         for (i, alarm) in self.alarms.iter().enumerate() {
             let field = |name: &str| format!("alarms[{i}].{name}");
             let name = alarm.name.get_ref();
@@ -1022,6 +1076,88 @@ impl Env {
             Ok(())
         } else {
             Err(EnvErrors(problems))
+        }
+    }
+
+    /// The `[[import]]` entries: address -> the physical name the resource keeps. An
+    /// instance (`--instance`) is an independent copy built fresh, so it imports nothing.
+    pub fn imports(&self) -> std::collections::BTreeMap<infra_core::model::Address, String> {
+        if self.instance.is_some() {
+            return Default::default();
+        }
+        self.imports
+            .iter()
+            .filter_map(|import| {
+                let address: infra_core::model::Address = import.address.get_ref().parse().ok()?;
+                let name =
+                    infra_core::kinds::imported_name(address.kind, import.id.get_ref()).ok()?;
+                Some((address, name))
+            })
+            .collect()
+    }
+
+    /// Each of `problems` (an address and what is wrong with importing it) as an error at
+    /// its `[[import]]` entry.
+    pub fn import_errors(&self, problems: &[(infra_core::model::Address, String)]) -> EnvErrors {
+        EnvErrors(
+            problems
+                .iter()
+                .map(|(address, message)| {
+                    let entry = self
+                        .imports
+                        .iter()
+                        .enumerate()
+                        .find(|(_, i)| i.address.get_ref() == &address.to_string());
+                    let (file, line, column, field) = match entry {
+                        Some((i, import)) => match &import.location {
+                            Some((file, line, column)) => (
+                                file.clone(),
+                                Some(*line),
+                                Some(*column),
+                                format!("import[{i}] ({address})"),
+                            ),
+                            None => (
+                                PathBuf::new(),
+                                None,
+                                None,
+                                format!("import[{i}] ({address})"),
+                            ),
+                        },
+                        None => (PathBuf::new(), None, None, address.to_string()),
+                    };
+                    EnvError {
+                        file,
+                        line,
+                        column,
+                        field,
+                        message: message.clone(),
+                    }
+                })
+                .collect(),
+        )
+    }
+
+    /// Checks that every `[[import]]` names a resource of `stack`; an entry naming one the
+    /// stack does not have is an error pointing at it.
+    pub fn check_imports(&self, stack: &infra_core::model::Stack) -> Result<(), EnvErrors> {
+        let missing: Vec<(infra_core::model::Address, String)> = stack
+            .imports
+            .keys()
+            .filter(|address| stack.get(address).is_none())
+            .map(|address| {
+                (
+                    address.clone(),
+                    format!(
+                        "the stack has no {address} to import into (`infra graph --env {}` lists its resources)",
+                        self.env.get_ref()
+                    ),
+                )
+            })
+            .collect();
+        if missing.is_empty() {
+            Ok(())
+        } else {
+            Err(self.import_errors(&missing))
         }
     }
 

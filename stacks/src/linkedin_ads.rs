@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use infra_core::model::{
-    BucketSpec, Encryption, FunctionUrlSpec, LambdaSpec, LifecycleRule, LogGroupSpec,
+    BucketSpec, Encryption, FunctionUrlSpec, Kind, LambdaSpec, LifecycleRule, LogGroupSpec,
     ModelRegistry, PermissionSpec, PolicyDocument, PublicAccessBlock, Ref, RoleSpec, RuleSpec,
     SecretFormat, SecretRotationSpec, SecretSpec, Stack, Statement, TopicSpec,
 };
@@ -113,6 +113,8 @@ pub enum StackError {
     Sql(Vec<SqlError>),
     #[error("{0}")]
     Waivers(crate::env::EnvErrors),
+    #[error("{0}")]
+    Imports(crate::env::EnvErrors),
 }
 
 /// Builds the stack for `env` from `inputs`.
@@ -120,6 +122,9 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
     let artifacts = &inputs.artifacts;
     let target = env.target(STACK_NAME);
     let mut stack = Stack::new(target.clone());
+    // Before any resource is added: an imported resource keeps its live name, and every
+    // reference to it carries that name.
+    stack.imports = env.imports();
 
     let data = stack.add("data", data_bucket(env));
     if env.protected {
@@ -134,7 +139,7 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
     // With a customer managed key on the bucket, every role that reads or writes it uses it.
     let data_key = env.data_kms_key_arn();
 
-    let alerts_name = target.name("alerts");
+    let alerts_name = stack.name_of(Kind::Topic, "alerts", target.name("alerts"));
     let alerts_arn = format!(
         "arn:aws:sns:{}:{}:{}",
         target.region, target.account_id, alerts_name
@@ -179,7 +184,11 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
         let log_group = stack.add(
             function,
             LogGroupSpec {
-                name: format!("/aws/lambda/{}", target.name(function)),
+                // Lambda logs to the group named after the function, imported name included.
+                name: format!(
+                    "/aws/lambda/{}",
+                    stack.name_of(Kind::Lambda, function, target.name(function))
+                ),
                 retention_days: Some(*env.logs.retention_days.get_ref()).filter(|d| *d != 0),
                 tags: BTreeMap::new(),
             },
@@ -198,7 +207,7 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
             });
         let lambda = stack.add(
             function,
-            lambda_function(env, &stack, function, &role, &artifact, &data),
+            lambda_function(env, &stack, function, &role, &artifact, &data, &secrets),
         );
         // The function logs to a group with the stack's retention, never one Lambda creates.
         stack.depend(&lambda, &log_group);
@@ -281,6 +290,7 @@ pub fn linkedin_ads(env: &Env, inputs: &Inputs) -> Result<Stack, StackError> {
         },
     );
     env.apply_waivers(&mut stack).map_err(StackError::Waivers)?;
+    env.check_imports(&stack).map_err(StackError::Imports)?;
     Ok(stack)
 }
 
@@ -371,6 +381,7 @@ fn lambda_function(
     role: &Ref<RoleSpec>,
     artifact: &Artifact,
     data: &Ref<BucketSpec>,
+    secrets: &Secrets,
 ) -> LambdaSpec {
     let t = &stack.target;
     let mut spec = LambdaSpec::rust(t.name(function), role, artifact);
@@ -390,7 +401,7 @@ fn lambda_function(
         ("RUST_LOG", "info".to_string()),
     ]);
     let linkedin = |vars: &mut BTreeMap<&str, String>| {
-        vars.insert("LINKEDIN_SECRET_ID", t.name("linkedin-oauth"));
+        vars.insert("LINKEDIN_SECRET_ID", secrets.linkedin.name.clone());
         vars.insert(
             "LINKEDIN_VERSION",
             env.linkedin.api_version.get_ref().clone(),
@@ -460,11 +471,11 @@ fn lambda_function(
                 "LOOKBACK_DAYS",
                 env.linkedin.lookback_days.get_ref().to_string(),
             );
-            vars.insert("ANTHROPIC_SECRET_ID", t.name("anthropic-api-key"));
+            vars.insert("ANTHROPIC_SECRET_ID", secrets.anthropic.name.clone());
             vars.insert("ANTHROPIC_MODEL", env.anthropic.model.get_ref().clone());
         }
         "token-rotation" => {
-            vars.insert("LINKEDIN_SECRET_ID", t.name("linkedin-oauth"));
+            vars.insert("LINKEDIN_SECRET_ID", secrets.linkedin.name.clone());
         }
         _ => {}
     }

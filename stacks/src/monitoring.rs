@@ -9,8 +9,8 @@
 use std::collections::BTreeMap;
 
 use infra_core::model::{
-    AlarmMetric, AlarmSpec, CrawlerSpec, DashboardSpec, LambdaSpec, MetricStat, Ref, RuleSpec,
-    SecretSpec, Spec, Stack, TopicSpec,
+    Address, AlarmMetric, AlarmSpec, CrawlerSpec, DashboardSpec, Kind, LambdaSpec, MetricStat, Ref,
+    Resource, RuleSpec, SecretSpec, Spec, Stack, TopicSpec,
 };
 use serde_json::{Value, json};
 
@@ -313,26 +313,28 @@ fn dashboard(stack: &Stack, env: &Env) -> DashboardSpec {
         x: 0,
         y: 0,
     };
-    let alarm_threshold = |name: &str| {
-        stack.resources.iter().find_map(|r| match &r.spec {
-            Spec::Alarm(a) if a.name == name => Some(a.threshold),
-            _ => None,
-        })
+    // By address: an imported alarm keeps a name of its own.
+    let alarm_threshold = |name: &str| match stack.get(&Address::new(Kind::Alarm, name)) {
+        Some(Resource {
+            spec: Spec::Alarm(a),
+            ..
+        }) => Some(a.threshold),
+        _ => None,
     };
     grid.text(&format!(
         "# LinkedIn Ads pipeline: {}\nFunctions, collection and optimization. Alerts go to `{}`.",
         env.name(),
-        stack.target.name("alerts")
+        stack.name_of(Kind::Topic, "alerts", stack.target.name("alerts"))
     ));
-    let functions: Vec<&LambdaSpec> = stack
+    let functions: Vec<(&str, &LambdaSpec)> = stack
         .resources
         .iter()
         .filter_map(|r| match &r.spec {
-            Spec::Lambda(l) => Some(l),
+            Spec::Lambda(l) => Some((r.address.name.as_str(), l)),
             _ => None,
         })
         .collect();
-    for function in functions {
+    for (address_name, function) in functions {
         let name = &function.name;
         let lambda = |metric: &str| json!(["AWS/Lambda", metric, "FunctionName", name]);
         grid.newline();
@@ -344,7 +346,7 @@ fn dashboard(stack: &Stack, env: &Env) -> DashboardSpec {
             "title": format!("{name}: errors"), "region": region, "view": "timeSeries",
             "stat": "Sum", "period": FIVE_MINUTES, "metrics": [lambda("Errors")],
         });
-        if let Some(threshold) = alarm_threshold(&format!("{name}-errors")) {
+        if let Some(threshold) = alarm_threshold(&format!("{address_name}-errors")) {
             errors["annotations"] =
                 json!({ "horizontal": [{ "label": "alarm", "value": threshold }] });
         }
@@ -357,7 +359,7 @@ fn dashboard(stack: &Stack, env: &Env) -> DashboardSpec {
                 ["AWS/Lambda", "Duration", "FunctionName", name, { "stat": "Maximum" }],
             ],
         });
-        if let Some(threshold) = alarm_threshold(&format!("{name}-duration")) {
+        if let Some(threshold) = alarm_threshold(&format!("{address_name}-duration")) {
             duration["annotations"] =
                 json!({ "horizontal": [{ "label": "alarm", "value": threshold }] });
         }
@@ -383,7 +385,7 @@ fn dashboard(stack: &Stack, env: &Env) -> DashboardSpec {
         "title": "Daily spend (USD)", "region": region, "view": "timeSeries",
         "stat": "Maximum", "period": COLLECTION_PERIOD, "metrics": [custom("DailySpend", Value::Null)],
     });
-    if let Some(threshold) = alarm_threshold(&stack.target.name("collector-high-spend")) {
+    if let Some(threshold) = alarm_threshold("collector-high-spend") {
         spend["annotations"] = json!({ "horizontal": [{ "label": "alarm", "value": threshold }] });
     }
     grid.metric(spend);
@@ -401,7 +403,7 @@ fn dashboard(stack: &Stack, env: &Env) -> DashboardSpec {
             custom("Impressions", json!({ "id": "impressions", "visible": false })),
         ],
     });
-    if let Some(threshold) = alarm_threshold(&stack.target.name("collector-low-ctr")) {
+    if let Some(threshold) = alarm_threshold("collector-low-ctr") {
         ctr["annotations"] = json!({ "horizontal": [{ "label": "alarm", "value": threshold }] });
     }
     grid.metric(ctr);

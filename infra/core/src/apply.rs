@@ -353,8 +353,17 @@ async fn execute(
             }
             Action::Update => {
                 let desired = desired_of(change)?;
+                if change.import {
+                    // An import is recorded before anything is sent: once the update starts,
+                    // state must know the resource, so that a failure leaves it managed (and
+                    // destroy sees it) and a re-run plans an ordinary update.
+                    recorder.record(|doc| doc.record(desired)).await?;
+                }
+                // `adopt` alone means an interrupted apply created it moments ago; an imported
+                // resource is old.
+                let just_created = change.adopt && !change.import;
                 match &change.live {
-                    Some(live) => kinds::update(aws, target, desired, live, change.adopt).await?,
+                    Some(live) => kinds::update(aws, target, desired, live, just_created).await?,
                     None => kinds::create(aws, target, desired).await?,
                 }
                 recorder.record(|doc| doc.record(desired)).await?;

@@ -73,6 +73,11 @@ pub struct Change {
     /// apply records it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopt: bool,
+    /// Adopted through an `[[import]]` entry: a live resource this stack never created, taken
+    /// under management (`adopt` is set too: apply records it in state first, then makes the
+    /// listed updates, its ownership tags among them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub import: bool,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protected: bool,
     /// The desired resource (not for deletes).
@@ -102,6 +107,10 @@ pub struct Summary {
     pub no_op: usize,
     #[serde(default)]
     pub adopt: usize,
+    /// Live resources taken under management through `[[import]]` entries (not counted in
+    /// `adopt`, which is for what an interrupted apply created).
+    #[serde(default)]
+    pub import: usize,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -159,6 +168,9 @@ pub struct PlanOptions {
     pub destroy: bool,
     /// Allow deleting or replacing protected resources.
     pub allow_protected: bool,
+    /// Allow replacing an imported resource where the stack differs from it in a property
+    /// AWS cannot change in place (the live resource, and what it holds, would be deleted).
+    pub replace_imported: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -173,7 +185,7 @@ pub enum PlanError {
     WrongState { stack: String, env: String },
     #[error(
         "these resources exist but are not managed by this stack (no matching `infra:address` \
-         tag and no state entry); remove them or tag them to adopt them:\n{}",
+         tag and no state entry); remove them, or import them (`[[import]]` in the env file):\n{}",
         .0.iter().map(|(a, p)| format!("  {a} ({p})")).collect::<Vec<_>>().join("\n")
     )]
     Unmanaged(Vec<(Address, String)>),
@@ -183,6 +195,12 @@ pub enum PlanError {
         .0.iter().map(|(a, action)| format!("  {a} ({action})")).collect::<Vec<_>>().join("\n")
     )]
     Protected(Vec<(Address, &'static str)>),
+    /// `[[import]]` entries that cannot be imported, each with why. Nothing was written.
+    #[error(
+        "these imports cannot be done:\n{}",
+        .0.iter().map(|(a, why)| format!("  {a}: {why}")).collect::<Vec<_>>().join("\n")
+    )]
+    Import(Vec<(Address, String)>),
 }
 
 /// Checks every resource of the stack and its graph: no AWS call.
@@ -254,13 +272,20 @@ pub fn desired_document(stack: &Stack) -> Value {
         })
         .collect();
     // serde_json's maps are sorted (no `preserve_order`), so keys come out in order.
-    serde_json::json!({
+    let mut document = serde_json::json!({
         "stack": stack.target.stack,
         "env": stack.target.env,
         "target": stack.target,
         "model_registry": stack.model_registry,
         "resources": resources,
-    })
+    });
+    // Only where an env imports: the other envs' documents stay as they were.
+    if !stack.imports.is_empty()
+        && let Value::Object(map) = &mut document
+    {
+        map.insert("imports".into(), serde_json::json!(stack.imports));
+    }
+    document
 }
 
 /// Reads live state for the stack's and state's resources (`tags`: see [`kinds::read`]).
@@ -320,6 +345,7 @@ pub fn diff(
     let mut changes = Vec::new();
     let mut unmanaged = Vec::new();
     let mut protected = Vec::new();
+    let mut refused_imports = Vec::new();
 
     if !options.destroy {
         for desired in &stack.resources {
@@ -329,6 +355,20 @@ pub fn diff(
             let state_protected = state
                 .and_then(|s| s.resources.get(address))
                 .is_some_and(|e| e.protected);
+            let importing = match import_status(
+                stack,
+                state,
+                address,
+                &desired.physical_id,
+                &live_spec,
+                target,
+            ) {
+                Ok(importing) => importing,
+                Err(why) => {
+                    refused_imports.push((address.clone(), why));
+                    continue;
+                }
+            };
             let mut change = Change {
                 address: address.clone(),
                 action: Action::NoOp,
@@ -336,6 +376,7 @@ pub fn diff(
                 fields: Vec::new(),
                 notes: Vec::new(),
                 adopt: false,
+                import: false,
                 protected: desired.protected || state_protected,
                 desired: Some(desired.clone()),
                 live: None,
@@ -357,7 +398,14 @@ pub fn diff(
                 }
                 Some(mut live_spec) => {
                     kinds::align_live(&desired.spec, &mut live_spec);
-                    if !in_state {
+                    if importing {
+                        change.adopt = true;
+                        change.import = true;
+                        change.notes.push(format!(
+                            "imported: the live `{}` comes under management as it is (what it holds stays); only the fields below change",
+                            desired.physical_id
+                        ));
+                    } else if !in_state {
                         if owned_by(target, address, &live_spec) || possibly_ours.contains(address)
                         {
                             change.adopt = true;
@@ -387,6 +435,21 @@ pub fn diff(
                     {
                         protected.push((address.clone(), "replace"));
                     }
+                    if change.action == Action::Replace && importing && !options.replace_imported {
+                        let forcing: Vec<&str> = fields
+                            .iter()
+                            .filter(|f| f.forces_replacement)
+                            .map(|f| f.field.as_str())
+                            .collect();
+                        refused_imports.push((
+                            address.clone(),
+                            format!(
+                                "the stack differs from `{}` in {} (AWS cannot change it in place), so importing it means replacing it: deleting it and what it holds. Make the stack match, or pass --replace-imported",
+                                desired.physical_id,
+                                forcing.join(", ")
+                            ),
+                        ));
+                    }
                     change.fields = fields;
                     change.live = Some(live_spec);
                 }
@@ -408,6 +471,7 @@ pub fn diff(
                 fields: Vec::new(),
                 notes: Vec::new(),
                 adopt: false,
+                import: false,
                 protected: entry.protected,
                 desired: None,
                 live: live_spec.clone(),
@@ -429,6 +493,9 @@ pub fn diff(
         }
     }
 
+    if !refused_imports.is_empty() {
+        return Err(PlanError::Import(refused_imports));
+    }
     if !unmanaged.is_empty() {
         return Err(PlanError::Unmanaged(unmanaged));
     }
@@ -531,6 +598,65 @@ fn secret_statuses(stack: &Stack, live: &LiveMap) -> Vec<SecretStatus> {
 
 /// A live resource carrying this stack's ownership tags for `address`. Kinds AWS does not
 /// tag (a permission, a Function URL) live inside a function this stack owns, by name.
+/// Whether `address` is imported by this plan (`Ok(true)`), was imported before or is not
+/// imported at all (`Ok(false)`), or names an import that cannot be done (`Err`, why): the
+/// id does not exist live, state holds the address under another name, or the live resource
+/// carries the ownership tags of another stack, env or address.
+fn import_status(
+    stack: &Stack,
+    state: Option<&StateDoc>,
+    address: &Address,
+    physical_id: &str,
+    live: &Option<Spec>,
+    target: &Target,
+) -> Result<bool, String> {
+    let Some(id) = stack.imports.get(address) else {
+        return Ok(false);
+    };
+    if let Some(entry) = state.and_then(|s| s.resources.get(address)) {
+        // Imported by an earlier apply: the entry is done (and may stay, as in Terraform).
+        return if entry.physical_id == physical_id {
+            Ok(false)
+        } else {
+            Err(format!(
+                "state already manages {address} as `{}`: an import cannot take it over (remove the [[import]] entry, or remove it from state first)",
+                entry.physical_id
+            ))
+        };
+    }
+    let Some(live) = live else {
+        return Err(format!(
+            "no {} named `{id}` exists in account {} ({})",
+            address.kind.as_str(),
+            target.account_id,
+            target.region
+        ));
+    };
+    if let Some(tags) = live.tags() {
+        let tag = |key: &str| tags.get(key).map(String::as_str);
+        let (owner_stack, owner_env, owner_address) =
+            (tag(TAG_STACK), tag(TAG_ENV), tag(TAG_ADDRESS));
+        let ours =
+            owner_stack == Some(target.stack.as_str()) && owner_env == Some(target.env.as_str());
+        if owner_stack.is_some() || owner_env.is_some() {
+            if !ours {
+                return Err(format!(
+                    "`{id}` belongs to stack `{}` env `{}` (its infra:stack and infra:env tags): one stack's resource is never taken by another",
+                    owner_stack.unwrap_or("?"),
+                    owner_env.unwrap_or("?")
+                ));
+            }
+            if owner_address.is_some_and(|a| a != address.to_string()) {
+                return Err(format!(
+                    "`{id}` is this stack's {} (its infra:address tag), not {address}",
+                    owner_address.unwrap_or("?")
+                ));
+            }
+        }
+    }
+    Ok(true)
+}
+
 fn owned_by(target: &Target, address: &Address, live: &Spec) -> bool {
     let Some(tags) = live.tags() else {
         return true;
@@ -579,7 +705,9 @@ fn summarize(changes: &[Change]) -> Summary {
             Action::Delete => s.delete += 1,
             Action::NoOp => s.no_op += 1,
         }
-        if c.adopt {
+        if c.import {
+            s.import += 1;
+        } else if c.adopt {
             s.adopt += 1;
         }
     }

@@ -72,7 +72,12 @@ fn plan_text_of(plan: &Plan, with_fields: bool) -> String {
     let s = &plan.summary;
     let _ = writeln!(
         out,
-        "\nPlan: {} to create, {} to update, {} to replace, {} to delete{}.",
+        "\nPlan: {}{} to create, {} to update, {} to replace, {} to delete{}.",
+        if s.import > 0 {
+            format!("{} to import, ", s.import)
+        } else {
+            String::new()
+        },
         s.create,
         s.update,
         s.replace,
@@ -106,17 +111,19 @@ fn secrets_text(out: &mut String, env: &str, secrets: &[SecretStatus]) {
     }
 }
 
+/// How a change is labelled and marked: its action, except for adoptions (`=`, "adopt") and
+/// imports (`<=`, "import", then what else happens to it).
+fn label_and_symbol(change: &Change) -> (String, &'static str) {
+    match (change.import, change.adopt, change.action) {
+        (true, _, Action::NoOp) => ("import".into(), "<="),
+        (true, _, action) => (format!("import, then {}", action.as_str()), "<="),
+        (false, true, Action::NoOp) => ("adopt".into(), "="),
+        (_, _, action) => (action.as_str().into(), action.symbol()),
+    }
+}
+
 fn change_text(out: &mut String, change: &Change, with_fields: bool) {
-    let label = if change.adopt && change.action == Action::NoOp {
-        "adopt".to_string()
-    } else {
-        change.action.as_str().to_string()
-    };
-    let symbol = if change.adopt && change.action == Action::NoOp {
-        "="
-    } else {
-        change.action.symbol()
-    };
+    let (label, symbol) = label_and_symbol(change);
     let _ = writeln!(
         out,
         "{symbol:>3} {}  ({label}{}){}",
@@ -245,6 +252,7 @@ pub fn plan_json(plan: &Plan) -> Value {
                 "action": c.action.as_str(),
                 "physical_id": c.physical_id,
                 "adopt": c.adopt,
+                "import": c.import,
                 "protected": c.protected,
                 "notes": c.notes,
                 "fields": c.fields.iter().map(|f| json!({
@@ -394,13 +402,23 @@ pub fn plan_markdown(plan: &Plan) -> String {
         return out;
     }
     let s = &plan.summary;
-    let _ = writeln!(out, "| create | update | replace | delete |");
-    let _ = writeln!(out, "|---:|---:|---:|---:|");
-    let _ = writeln!(
-        out,
-        "| {} | {} | {} | {} |\n",
-        s.create, s.update, s.replace, s.delete
-    );
+    if s.import > 0 {
+        let _ = writeln!(out, "| import | create | update | replace | delete |");
+        let _ = writeln!(out, "|---:|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} | {} |\n",
+            s.import, s.create, s.update, s.replace, s.delete
+        );
+    } else {
+        let _ = writeln!(out, "| create | update | replace | delete |");
+        let _ = writeln!(out, "|---:|---:|---:|---:|");
+        let _ = writeln!(
+            out,
+            "| {} | {} | {} | {} |\n",
+            s.create, s.update, s.replace, s.delete
+        );
+    }
     let destructive: Vec<&&Change> = changes
         .iter()
         .filter(|c| matches!(c.action, Action::Delete | Action::Replace))
@@ -465,15 +483,11 @@ fn change_markdown(out: &mut String, change: &Change) {
         out.push('\n');
         return;
     }
-    let label = if change.adopt && change.action == Action::NoOp {
-        "adopt"
-    } else {
-        change.action.as_str()
-    };
+    let (label, symbol) = label_and_symbol(change);
     let _ = writeln!(
         out,
         "<details><summary><code>{} {}</code> ({label}{}){}</summary>\n",
-        change.action.symbol().trim(),
+        symbol.trim(),
         change.address,
         if change.protected { ", protected" } else { "" },
         if change.physical_id.is_empty() {

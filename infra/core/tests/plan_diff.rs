@@ -212,8 +212,8 @@ fn a_protected_resource_is_not_deleted_without_permission() {
         &live_of(&full),
         &BTreeSet::new(),
         PlanOptions {
-            destroy: false,
             allow_protected: true,
+            ..PlanOptions::default()
         },
     )
     .unwrap();

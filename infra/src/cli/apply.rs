@@ -49,6 +49,7 @@ pub async fn run(paths: &Paths, args: ApplyArgs, used: &mut Option<Context>) -> 
         plan_options: PlanOptions {
             destroy: false,
             allow_protected: args.allow_protected,
+            replace_imported: args.replace_imported,
         },
     };
     run.execute(ctx, saved).await
@@ -86,6 +87,7 @@ pub async fn destroy(
         plan_options: PlanOptions {
             destroy: true,
             allow_protected: args.allow_protected,
+            replace_imported: false,
         },
     };
     run.execute(ctx, None).await
@@ -159,6 +161,7 @@ impl Run {
                     &ctx.stack,
                     self.plan_options.allow_protected,
                 )?;
+                check_replaced_imports(&plan, self.plan_options.replace_imported)?;
                 check_fresh(&plan, &stored)?;
                 let changed = infra_core::plan::changed_since(&ctx.aws, &plan).await?;
                 if !changed.is_empty() {
@@ -317,6 +320,24 @@ fn check_saved(plan: &Plan, current: &infra_core::model::Stack) -> anyhow::Resul
         .context("the saved plan is not valid; nothing was applied")?;
     super::context::check_policies(&planned)
         .context("the saved plan breaks the policy rules; nothing was applied")?;
+    Ok(())
+}
+
+/// A saved plan replaces an imported resource only with `--replace-imported`, as a fresh plan
+/// would.
+fn check_replaced_imports(plan: &Plan, replace_imported: bool) -> anyhow::Result<()> {
+    let replaced: Vec<String> = plan
+        .changes
+        .iter()
+        .filter(|c| c.import && c.action == Action::Replace)
+        .map(|c| c.address.to_string())
+        .collect();
+    if !replace_imported && !replaced.is_empty() {
+        bail!(
+            "the saved plan replaces imported resources ({}): deleting what they hold; nothing              was applied. Pass --replace-imported to allow it.",
+            replaced.join(", ")
+        );
+    }
     Ok(())
 }
 

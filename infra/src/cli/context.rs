@@ -158,8 +158,9 @@ impl Context {
                 let packager = Packager::new(&workspace);
                 let announce = |handlers: &[&str]| {
                     eprintln!(
-                        "Packaging Lambda handlers ({}): cargo zigbuild --release --target {} ...",
+                        "Packaging Lambda handlers ({}): cargo zigbuild --profile {} --target {} ...",
                         handlers.join(", "),
+                        infra_core::package::PROFILE,
                         infra_core::package::LAMBDA_TARGET
                     );
                 };
@@ -193,7 +194,45 @@ impl Context {
         options: PlanOptions,
         tags: Option<&TagIndex>,
     ) -> anyhow::Result<Plan> {
-        plan_stack(&self.aws, &self.stack, &self.store, stored, options, tags).await
+        plan_stack(&self.aws, &self.stack, &self.store, stored, options, tags)
+            .await
+            .map_err(|error| match error.downcast::<plan::PlanError>() {
+                Ok(plan::PlanError::Import(refused)) => anyhow!(
+                    "{} [[import]] entr{} cannot be done; nothing was written:\n{}",
+                    refused.len(),
+                    if refused.len() == 1 { "y" } else { "ies" },
+                    self.env.import_errors(&refused)
+                ),
+                Ok(plan::PlanError::Unmanaged(found)) => {
+                    let suggestions = self.import_suggestions(&found);
+                    anyhow!("{}{suggestions}", plan::PlanError::Unmanaged(found))
+                }
+                Ok(other) => other.into(),
+                Err(error) => error,
+            })
+    }
+
+    /// The `[[import]]` entries that would adopt `found` (live resources with the names the
+    /// stack would create, which state does not hold): printed, never applied by themselves.
+    fn import_suggestions(&self, found: &[(Address, String)]) -> String {
+        if self.env.instance.is_some() {
+            return String::new();
+        }
+        let entries: Vec<String> = found
+            .iter()
+            .filter(|(address, id)| infra_core::kinds::imported_name(address.kind, id).is_ok())
+            .map(|(address, id)| format!("[[import]]\naddress = \"{address}\"\nid = \"{id}\"\n"))
+            .collect();
+        if entries.is_empty() {
+            return String::new();
+        }
+        format!(
+            "\n\nIf they are this stack's resources, created before it managed them, adopt them \
+             as they are with these entries in {} (`infra plan` then shows each import and what \
+             it changes):\n\n{}",
+            self.env_file.display(),
+            entries.join("\n")
+        )
     }
 }
 

@@ -17,8 +17,10 @@ pub async fn run(paths: &Paths, args: DriftArgs, used: &mut Option<Context>) -> 
             &stored,
             PlanOptions {
                 destroy: false,
-                // Drift reports; it never deletes, so protection is not in question here.
+                // Drift reports; it never deletes or replaces, so neither protection nor an
+                // import's replacement is in question here.
                 allow_protected: true,
+                replace_imported: true,
             },
             Some(&tagged),
         )

@@ -173,6 +173,10 @@ pub struct PlanArgs {
     /// Allow the plan to delete or replace protected resources.
     #[arg(long)]
     pub allow_protected: bool,
+    /// Allow an `[[import]]` to replace the live resource where the stack differs from it in
+    /// a property AWS cannot change in place (deleting it and what it holds).
+    #[arg(long)]
+    pub replace_imported: bool,
 }
 
 #[derive(Debug, Args)]
@@ -193,6 +197,10 @@ pub struct ApplyArgs {
     /// Allow deleting or replacing protected resources.
     #[arg(long)]
     pub allow_protected: bool,
+    /// Allow an `[[import]]` to replace the live resource where the stack differs from it in
+    /// a property AWS cannot change in place (deleting it and what it holds).
+    #[arg(long)]
+    pub replace_imported: bool,
     /// Print the plan one line per change (no fields) and one line per finished change.
     #[arg(long)]
     pub compact: bool,

@@ -15,6 +15,7 @@ pub async fn run(paths: &Paths, args: PlanArgs, used: &mut Option<Context>) -> a
             PlanOptions {
                 destroy: false,
                 allow_protected: args.allow_protected,
+                replace_imported: args.replace_imported,
             },
         )
         .await?;

@@ -168,6 +168,9 @@ impl KindSpec for AlarmSpec {
     fn into_spec(self) -> Spec {
         Spec::Alarm(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 pub fn arn(target: &Target, name: &str) -> String {

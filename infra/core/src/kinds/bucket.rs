@@ -171,6 +171,9 @@ impl KindSpec for BucketSpec {
     fn into_spec(self) -> Spec {
         Spec::Bucket(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 /// S3's bucket naming rules (general purpose buckets).

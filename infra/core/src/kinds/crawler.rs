@@ -89,6 +89,9 @@ impl KindSpec for CrawlerSpec {
     fn into_spec(self) -> Spec {
         Spec::Crawler(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 pub fn arn(target: &Target, name: &str) -> String {

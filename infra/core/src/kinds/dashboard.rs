@@ -46,6 +46,9 @@ impl KindSpec for DashboardSpec {
     fn into_spec(self) -> Spec {
         Spec::Dashboard(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 pub fn validate(spec: &DashboardSpec) -> Vec<Invalid> {

@@ -35,6 +35,9 @@ impl KindSpec for GlueDatabaseSpec {
     fn into_spec(self) -> Spec {
         Spec::GlueDatabase(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 pub fn arn(target: &Target, name: &str) -> String {

@@ -130,6 +130,9 @@ impl KindSpec for LambdaSpec {
     fn into_spec(self) -> Spec {
         Spec::Lambda(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 pub fn arn(target: &Target, name: &str) -> String {

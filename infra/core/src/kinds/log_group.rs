@@ -63,6 +63,9 @@ impl KindSpec for LogGroupSpec {
     fn into_spec(self) -> Spec {
         Spec::LogGroup(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 pub fn arn(target: &Target, name: &str) -> String {

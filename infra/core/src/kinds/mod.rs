@@ -411,6 +411,41 @@ pub async fn delete(
     }
 }
 
+/// The physical name a resource of `kind` takes from an `[[import]]` id: its name, or an ARN
+/// of that kind (a topic's or a secret's ARN, as the consoles show them). Kinds whose identity
+/// follows another resource's are not imported on their own: they take the imported parent's
+/// name through their references.
+pub fn imported_name(kind: Kind, id: &str) -> Result<String, String> {
+    let parent = match kind {
+        Kind::Permission | Kind::FunctionUrl => Some("its function (`lambda.NAME`)"),
+        Kind::SecretRotation => Some("its secret (`secret.NAME`)"),
+        Kind::GlueTable => Some("its database (`glue_database.NAME`); tables are the catalog's"),
+        _ => None,
+    };
+    if let Some(parent) = parent {
+        return Err(format!(
+            "a {} is not imported on its own: its identity follows {parent}",
+            kind.as_str()
+        ));
+    }
+    let id = id.trim();
+    if id.is_empty() {
+        return Err("the id is empty: give the live resource's name or ARN".into());
+    }
+    if !id.starts_with("arn:") {
+        return Ok(id.to_string());
+    }
+    match identify(id) {
+        Some((found, name)) if found == kind => Ok(name),
+        Some((found, _)) => Err(format!(
+            "`{id}` is the ARN of a {}, not of a {}",
+            found.as_str(),
+            kind.as_str()
+        )),
+        None => Err(format!("`{id}` is not an ARN of a {}", kind.as_str())),
+    }
+}
+
 /// The kind and physical id an ARN names: the inverse of each kind's `arn`, for resources
 /// found by ARN alone (the tagging API's listing). `None` for anything else.
 pub fn identify(arn: &str) -> Option<(Kind, String)> {
@@ -544,4 +579,53 @@ fn validate_tags(tags: &BTreeMap<String, String>) -> Vec<Invalid> {
         }
     }
     problems
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_import_id_is_a_name_or_an_arn_of_the_same_kind() {
+        let name = |kind, id| imported_name(kind, id);
+        assert_eq!(
+            name(Kind::Bucket, " data-bucket "),
+            Ok("data-bucket".into())
+        );
+        assert_eq!(
+            name(Kind::Topic, "arn:aws:sns:us-east-1:123456789012:alerts"),
+            Ok("alerts".into())
+        );
+        assert_eq!(
+            name(
+                Kind::Secret,
+                "arn:aws:secretsmanager:us-east-1:123456789012:secret:li/oauth-AbC123"
+            ),
+            Ok("li/oauth".into())
+        );
+        assert_eq!(
+            name(
+                Kind::Role,
+                "arn:aws:iam::123456789012:role/service/collector"
+            ),
+            Ok("collector".into())
+        );
+        let wrong = name(
+            Kind::Topic,
+            "arn:aws:lambda:us-east-1:123456789012:function:f",
+        );
+        assert!(wrong.is_err_and(|e| e.contains("ARN of a lambda, not of a topic")));
+        assert!(name(Kind::Alarm, "  ").is_err_and(|e| e.contains("empty")));
+        for kind in [
+            Kind::Permission,
+            Kind::FunctionUrl,
+            Kind::SecretRotation,
+            Kind::GlueTable,
+        ] {
+            assert!(
+                name(kind, "x").is_err_and(|e| e.contains("not imported on its own")),
+                "{kind:?}"
+            );
+        }
+    }
 }

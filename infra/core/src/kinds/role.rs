@@ -105,6 +105,9 @@ impl KindSpec for RoleSpec {
     fn into_spec(self) -> Spec {
         Spec::Role(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 pub fn validate(spec: &RoleSpec) -> Vec<Invalid> {

@@ -132,6 +132,9 @@ impl KindSpec for RuleSpec {
     fn into_spec(self) -> Spec {
         Spec::Rule(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 pub fn arn(target: &Target, name: &str) -> String {

@@ -107,6 +107,9 @@ impl KindSpec for SecretSpec {
     fn into_spec(self) -> Spec {
         Spec::Secret(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 /// Secrets Manager appends six random characters to a secret's name in its ARN, so the model

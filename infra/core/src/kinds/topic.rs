@@ -67,6 +67,9 @@ impl KindSpec for TopicSpec {
     fn into_spec(self) -> Spec {
         Spec::Topic(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 pub fn arn(target: &Target, name: &str) -> String {

@@ -84,6 +84,9 @@ impl KindSpec for WorkgroupSpec {
     fn into_spec(self) -> Spec {
         Spec::Workgroup(self)
     }
+    fn import_as(&mut self, name: String) {
+        self.name = name;
+    }
 }
 
 pub fn arn(target: &Target, name: &str) -> String {

@@ -326,6 +326,10 @@ pub trait KindSpec: Sized {
     }
     fn arn(&self, target: &Target) -> String;
     fn into_spec(self) -> Spec;
+    /// Takes the physical name an `[[import]]` entry gives it (already checked by
+    /// [`crate::kinds::imported_name`], which refuses the kinds that keep this default: those
+    /// whose identity follows another resource's).
+    fn import_as(&mut self, _name: String) {}
 }
 
 /// Where a stack is deployed: the environment's identity and its state location.
@@ -387,6 +391,12 @@ pub struct Stack {
     pub resources: Vec<Resource>,
     #[serde(default)]
     pub model_registry: Option<ModelRegistry>,
+    /// Live resources this stack adopts (`[[import]]` in the env file): address -> the
+    /// physical name the resource keeps. Set before resources are added: [`Stack::add`] gives
+    /// an imported resource this name instead of the derived one, so every reference to it
+    /// carries the imported name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub imports: BTreeMap<Address, String>,
 }
 
 impl Stack {
@@ -395,13 +405,27 @@ impl Stack {
             target,
             resources: Vec::new(),
             model_registry: None,
+            imports: BTreeMap::new(),
         }
+    }
+
+    /// The physical name of `<kind>.<name>`: the imported one if an `[[import]]` names it,
+    /// else `derived`. For names needed before the resource is added (a function's log group
+    /// is named after the function; a topic's policy names the topic's own ARN).
+    pub fn name_of(&self, kind: Kind, name: &str, derived: String) -> String {
+        self.imports
+            .get(&Address::new(kind, name))
+            .cloned()
+            .unwrap_or(derived)
     }
 
     /// Adds a resource under `<K::KIND>.<name>` and returns a typed handle on it. The
     /// ownership tags are added here, so every taggable resource carries them.
-    pub fn add<K: KindSpec>(&mut self, name: &str, spec: K) -> Ref<K> {
+    pub fn add<K: KindSpec>(&mut self, name: &str, mut spec: K) -> Ref<K> {
         let address = Address::new(K::KIND, name);
+        if let Some(imported) = self.imports.get(&address) {
+            spec.import_as(imported.clone());
+        }
         let physical_id = spec.physical_id();
         let arn = spec.arn(&self.target);
         let mut spec = spec.into_spec();
