@@ -739,6 +739,41 @@ async fn wrong_imports_are_refused_before_any_write_naming_the_entry() {
         .unwrap();
     assert_eq!(alarm.metric_alarms().len(), 1);
 
+    // A role under another path: AWS cannot move a role, so importing it means replacing
+    // it, which the plan refuses unless asked.
+    c.iam
+        .create_role()
+        .role_name("li-ads-pathed-role")
+        .path("/phase1/")
+        .assume_role_policy_document(
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"Service":"lambda.amazonaws.com"},"Action":"sts:AssumeRole"}]}"#,
+        )
+        .send()
+        .await
+        .unwrap();
+    let envs = envs_with(&entry("role.processor", "li-ads-pathed-role"));
+    let run = infra_in(&moto, envs.path(), &["plan", "--env", "local"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.stderr.contains(
+            "field `import[0] (role.processor)`: the stack differs from `li-ads-pathed-role` in path"
+        ) && run.stderr.contains("pass --replace-imported"),
+        "{}",
+        run.stderr
+    );
+    let run = infra_in(
+        &moto,
+        envs.path(),
+        &["plan", "--env", "local", "--replace-imported"],
+    );
+    assert_eq!(run.code, 0, "{}", run.all());
+    assert!(
+        run.stdout
+            .contains("<= role.processor  (import, then replace)  li-ads-pathed-role"),
+        "{}",
+        run.stdout
+    );
+
     // Discovery: a log group with the stack's own name, made by hand, is listed with the
     // entry that adopts it; nothing is adopted by itself.
     let name = "/aws/lambda/linkedin-ads-local-collector";

@@ -1099,42 +1099,28 @@ impl Env {
     /// Each of `problems` (an address and what is wrong with importing it) as an error at
     /// its `[[import]]` entry.
     pub fn import_errors(&self, problems: &[(infra_core::model::Address, String)]) -> EnvErrors {
-        EnvErrors(
-            problems
+        let error = |(address, message): &(infra_core::model::Address, String)| {
+            let entry = self
+                .imports
                 .iter()
-                .map(|(address, message)| {
-                    let entry = self
-                        .imports
-                        .iter()
-                        .enumerate()
-                        .find(|(_, i)| i.address.get_ref() == &address.to_string());
-                    let (file, line, column, field) = match entry {
-                        Some((i, import)) => match &import.location {
-                            Some((file, line, column)) => (
-                                file.clone(),
-                                Some(*line),
-                                Some(*column),
-                                format!("import[{i}] ({address})"),
-                            ),
-                            None => (
-                                PathBuf::new(),
-                                None,
-                                None,
-                                format!("import[{i}] ({address})"),
-                            ),
-                        },
-                        None => (PathBuf::new(), None, None, address.to_string()),
-                    };
-                    EnvError {
-                        file,
-                        line,
-                        column,
-                        field,
-                        message: message.clone(),
-                    }
-                })
-                .collect(),
-        )
+                .enumerate()
+                .find(|(_, import)| import.address.get_ref() == &address.to_string());
+            let (file, line, column) = match entry.and_then(|(_, import)| import.location.clone()) {
+                Some((file, line, column)) => (file, Some(line), Some(column)),
+                None => (PathBuf::new(), None, None),
+            };
+            EnvError {
+                file,
+                line,
+                column,
+                field: match entry {
+                    Some((i, _)) => format!("import[{i}] ({address})"),
+                    None => address.to_string(),
+                },
+                message: message.clone(),
+            }
+        };
+        EnvErrors(problems.iter().map(error).collect())
     }
 
     /// Checks that every `[[import]]` names a resource of `stack`; an entry naming one the

@@ -596,8 +596,6 @@ fn secret_statuses(stack: &Stack, live: &LiveMap) -> Vec<SecretStatus> {
         .collect()
 }
 
-/// A live resource carrying this stack's ownership tags for `address`. Kinds AWS does not
-/// tag (a permission, a Function URL) live inside a function this stack owns, by name.
 /// Whether `address` is imported by this plan (`Ok(true)`), was imported before or is not
 /// imported at all (`Ok(false)`), or names an import that cannot be done (`Err`, why): the
 /// id does not exist live, state holds the address under another name, or the live resource
@@ -657,6 +655,8 @@ fn import_status(
     Ok(true)
 }
 
+/// A live resource carrying this stack's ownership tags for `address`. Kinds AWS does not
+/// tag (a permission, a Function URL) live inside a function this stack owns, by name.
 fn owned_by(target: &Target, address: &Address, live: &Spec) -> bool {
     let Some(tags) = live.tags() else {
         return true;

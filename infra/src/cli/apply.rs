@@ -334,7 +334,8 @@ fn check_replaced_imports(plan: &Plan, replace_imported: bool) -> anyhow::Result
         .collect();
     if !replace_imported && !replaced.is_empty() {
         bail!(
-            "the saved plan replaces imported resources ({}): deleting what they hold; nothing              was applied. Pass --replace-imported to allow it.",
+            "the saved plan replaces imported resources ({}): deleting what they hold; nothing \
+             was applied. Pass --replace-imported to allow it.",
             replaced.join(", ")
         );
     }
