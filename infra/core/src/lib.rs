@@ -4,6 +4,7 @@
 pub mod apply;
 pub mod aws;
 pub mod caller;
+pub mod cloudformation;
 pub mod compliance;
 pub mod drift;
 pub mod eventual;

@@ -109,6 +109,21 @@ pub struct SynthArgs {
     /// Where the files go (default: plans/ in the workspace).
     #[arg(long, value_name = "DIR")]
     pub plans_dir: Option<PathBuf>,
+    /// What to write: the desired state (`plans/<env>.json`), or a CloudFormation template
+    /// of the env (packages the Lambda handlers, whose code keys are their hashes).
+    #[arg(long, value_enum, default_value_t = SynthFormat::Desired)]
+    pub format: SynthFormat,
+    /// Where the template goes (`--format cloudformation` of one env; default: stdout).
+    #[arg(long, value_name = "FILE", requires = "env")]
+    pub out: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SynthFormat {
+    /// Each env's desired state, as committed under plans/.
+    Desired,
+    /// A CloudFormation template (JSON) of one env.
+    Cloudformation,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

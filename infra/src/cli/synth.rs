@@ -2,12 +2,16 @@
 //! `plans/<env>.json` (deterministic, `plan::desired_document`), committed so that a pull
 //! request's diff shows the desired change without AWS access. `--check` writes nothing and
 //! exits 2 naming every file that is out of date.
+//!
+//! `infra synth --env E --format cloudformation [--out FILE]`: the env as a CloudFormation
+//! template (`infra_core::cloudformation`), after packaging the handlers, whose hashes are
+//! their code keys. Deterministic: the same sources give the same bytes on any checkout.
 
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, anyhow};
 
-use super::{Context, Packaging, Paths, SynthArgs};
+use super::{Context, Packaging, Paths, SynthArgs, SynthFormat};
 
 fn env_names(dir: &Path) -> anyhow::Result<Vec<String>> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -25,6 +29,9 @@ pub async fn run(paths: &Paths, args: SynthArgs, used: &mut Option<Context>) -> 
         Some(d) => d.clone(),
         None => super::context::find_envs_dir()?,
     };
+    if args.format == SynthFormat::Cloudformation {
+        return cloudformation(paths, &args, used).await;
+    }
     let names = match &args.env {
         Some(name) => vec![name.clone()],
         None => env_names(&envs_dir)?,
@@ -75,4 +82,42 @@ pub async fn run(paths: &Paths, args: SynthArgs, used: &mut Option<Context>) -> 
         }
         Ok(2)
     }
+}
+
+async fn cloudformation(
+    paths: &Paths,
+    args: &SynthArgs,
+    used: &mut Option<Context>,
+) -> anyhow::Result<u8> {
+    let Some(name) = &args.env else {
+        return Err(anyhow!(
+            "--format cloudformation writes one env's template: name it with --env"
+        ));
+    };
+    if args.check {
+        return Err(anyhow!(
+            "--check compares plans/ only; it has no cloudformation form"
+        ));
+    }
+    let env = super::EnvArg {
+        name: name.clone(),
+        instance: None,
+    };
+    let ctx = used.insert(Context::load_offline(paths, &env, Packaging::Build).await?);
+    super::context::check_policies(&ctx.stack)
+        .with_context(|| format!("stack for env `{name}`"))?;
+    let assets = infra_core::cloudformation::Assets::of(&ctx.stack.target);
+    let template = infra_core::cloudformation::template(&ctx.stack, &assets)
+        .with_context(|| format!("CloudFormation template of env `{name}`"))?;
+    let text = infra_core::cloudformation::to_text(&template);
+    infra_core::cloudformation::route(&text)
+        .with_context(|| format!("CloudFormation template of env `{name}`"))?;
+    match &args.out {
+        Some(path) => {
+            std::fs::write(path, &text).with_context(|| format!("writing {}", path.display()))?;
+            eprintln!("Wrote {}.", path.display());
+        }
+        None => print!("{text}"),
+    }
+    Ok(0)
 }

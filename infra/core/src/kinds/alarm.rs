@@ -407,6 +407,77 @@ fn number(value: f64) -> Value {
     serde_json::Number::from_f64(value).map_or(Value::Null, Value::Number)
 }
 
+/// `AWS::CloudWatch::Alarm`: one metric, or a metric-math expression over several.
+pub fn cloudformation(spec: &AlarmSpec) -> crate::cloudformation::CfnResource {
+    let dimension_list = |dimensions: &BTreeMap<String, String>| -> Vec<Value> {
+        dimensions
+            .iter()
+            .map(|(name, value)| json!({"Name": name, "Value": value}))
+            .collect()
+    };
+    let mut properties = json!({
+        "AlarmName": spec.name,
+        "AlarmDescription": crate::cloudformation::non_empty(&spec.description),
+        "ComparisonOperator": spec.comparison,
+        "Threshold": spec.threshold,
+        "EvaluationPeriods": spec.evaluation_periods,
+        "DatapointsToAlarm": spec.datapoints_to_alarm,
+        "TreatMissingData": spec.treat_missing_data,
+        "AlarmActions": (!spec.alarm_actions.is_empty()).then_some(&spec.alarm_actions),
+        "OKActions": (!spec.ok_actions.is_empty()).then_some(&spec.ok_actions),
+        "Tags": crate::cloudformation::tag_list(&spec.tags),
+    });
+    let metric = match &spec.metric {
+        AlarmMetric::Single(stat) => {
+            let standard = STATISTICS.contains(&stat.statistic.as_str());
+            json!({
+                "Namespace": stat.namespace,
+                "MetricName": stat.metric,
+                "Dimensions": (!stat.dimensions.is_empty()).then(|| dimension_list(&stat.dimensions)),
+                "Period": stat.period_seconds,
+                "Statistic": standard.then_some(&stat.statistic),
+                "ExtendedStatistic": (!standard).then_some(&stat.statistic),
+            })
+        }
+        AlarmMetric::Math {
+            expression,
+            label,
+            metrics,
+        } => {
+            let mut queries: Vec<Value> = metrics
+                .iter()
+                .map(|(id, stat)| {
+                    json!({
+                        "Id": id,
+                        "MetricStat": {
+                            "Metric": {
+                                "Namespace": stat.namespace,
+                                "MetricName": stat.metric,
+                                "Dimensions": (!stat.dimensions.is_empty())
+                                    .then(|| dimension_list(&stat.dimensions)),
+                            },
+                            "Period": stat.period_seconds,
+                            "Stat": stat.statistic,
+                        },
+                        "ReturnData": false,
+                    })
+                })
+                .collect();
+            queries.push(json!({
+                "Id": EXPRESSION_ID,
+                "Expression": expression,
+                "Label": crate::cloudformation::non_empty(label),
+                "ReturnData": true,
+            }));
+            json!({"Metrics": queries})
+        }
+    };
+    if let (Value::Object(all), Value::Object(metric)) = (&mut properties, metric) {
+        all.extend(metric);
+    }
+    crate::cloudformation::CfnResource::main("AWS::CloudWatch::Alarm", properties)
+}
+
 pub fn fields(spec: &AlarmSpec) -> Fields {
     let mut fields = Fields::new();
     fields.insert(

@@ -19,8 +19,10 @@ use serde_json::Value;
 
 use super::{DeleteOptions, Fields, Invalid, LiveMap, OpError, ReadTarget, tag_fields};
 use crate::aws::{Aws, AwsError, NotFound, failed};
+use crate::cloudformation::{CfnResource, non_empty, tag_list};
 use crate::eventual::Transient;
 use crate::model::{Kind, KindSpec, Spec, Target};
+use serde_json::json;
 
 pub const REPLACE_FIELDS: &[&str] = &[];
 
@@ -303,6 +305,62 @@ pub fn validate(spec: &BucketSpec) -> Vec<Invalid> {
         }
     }
     problems
+}
+
+/// `AWS::S3::Bucket`: encryption, public access block, versioning, lifecycle and tags in one
+/// resource.
+pub fn cloudformation(spec: &BucketSpec) -> CfnResource {
+    let encryption = match &spec.encryption {
+        Encryption::None => Value::Null,
+        Encryption::SseS3 => json!({"ServerSideEncryptionConfiguration": [
+            {"ServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}
+        ]}),
+        Encryption::Kms { key_id, bucket_key } => json!({"ServerSideEncryptionConfiguration": [{
+            "ServerSideEncryptionByDefault": {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key_id},
+            "BucketKeyEnabled": bucket_key,
+        }]}),
+    };
+    let rules: Vec<Value> = spec
+        .lifecycle_rules
+        .iter()
+        .map(|rule| {
+            let transitions: Vec<Value> = rule
+                .transitions
+                .iter()
+                .map(|t| json!({"StorageClass": t.storage_class, "TransitionInDays": t.days}))
+                .collect();
+            json!({
+                "Id": rule.id,
+                "Prefix": non_empty(&rule.prefix),
+                "Status": if rule.enabled { "Enabled" } else { "Disabled" },
+                "ExpirationInDays": rule.expiration_days,
+                "Transitions": (!transitions.is_empty()).then_some(transitions),
+                "NoncurrentVersionExpiration": rule
+                    .noncurrent_expiration_days
+                    .map(|days| json!({"NoncurrentDays": days})),
+                "AbortIncompleteMultipartUpload": rule
+                    .abort_incomplete_multipart_days
+                    .map(|days| json!({"DaysAfterInitiation": days})),
+            })
+        })
+        .collect();
+    let block = &spec.public_access_block;
+    CfnResource::main(
+        "AWS::S3::Bucket",
+        json!({
+            "BucketName": spec.name,
+            "BucketEncryption": encryption,
+            "PublicAccessBlockConfiguration": {
+                "BlockPublicAcls": block.block_public_acls,
+                "IgnorePublicAcls": block.ignore_public_acls,
+                "BlockPublicPolicy": block.block_public_policy,
+                "RestrictPublicBuckets": block.restrict_public_buckets,
+            },
+            "VersioningConfiguration": spec.versioning.then(|| json!({"Status": "Enabled"})),
+            "LifecycleConfiguration": (!rules.is_empty()).then(|| json!({"Rules": rules})),
+            "Tags": tag_list(&spec.tags),
+        }),
+    )
 }
 
 pub fn fields(spec: &BucketSpec) -> Fields {

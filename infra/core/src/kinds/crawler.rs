@@ -22,6 +22,7 @@ use serde_json::{Value, json};
 use super::glue_database::NOT_FOUND;
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, tag_fields};
 use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::cloudformation::CfnResource;
 use crate::eventual::{self, Transient};
 use crate::model::{Address, GlueDatabaseSpec, Kind, KindSpec, Ref, RoleSpec, Spec, Target};
 
@@ -188,6 +189,29 @@ fn running(e: &AwsError) -> Option<&'static str> {
         )
         .then_some("the crawler is running")
     })
+}
+
+/// `AWS::Glue::Crawler` (whose tags are a JSON object, not a list).
+pub fn cloudformation(spec: &CrawlerSpec) -> CfnResource {
+    let targets: Vec<Value> = spec.s3_targets.iter().map(|p| json!({"Path": p})).collect();
+    CfnResource::main(
+        "AWS::Glue::Crawler",
+        json!({
+            "Name": spec.name,
+            "Role": spec.role_arn,
+            "DatabaseName": spec.database,
+            "Description": crate::cloudformation::non_empty(&spec.description),
+            "Targets": {"S3Targets": targets},
+            "TablePrefix": crate::cloudformation::non_empty(&spec.table_prefix),
+            "Schedule": spec.schedule.as_ref().map(|s| json!({"ScheduleExpression": s})),
+            "SchemaChangePolicy": {
+                "UpdateBehavior": spec.update_behavior,
+                "DeleteBehavior": spec.delete_behavior,
+            },
+            "RecrawlPolicy": {"RecrawlBehavior": spec.recrawl_behavior},
+            "Tags": spec.tags,
+        }),
+    )
 }
 
 pub fn fields(spec: &CrawlerSpec) -> Fields {

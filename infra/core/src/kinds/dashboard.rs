@@ -88,6 +88,14 @@ pub fn validate(spec: &DashboardSpec) -> Vec<Invalid> {
     problems
 }
 
+/// `AWS::CloudWatch::Dashboard`: the body as the JSON text CloudWatch stores.
+pub fn cloudformation(spec: &DashboardSpec) -> crate::cloudformation::CfnResource {
+    crate::cloudformation::CfnResource::main(
+        "AWS::CloudWatch::Dashboard",
+        serde_json::json!({"DashboardName": spec.name, "DashboardBody": spec.body.to_string()}),
+    )
+}
+
 pub fn fields(spec: &DashboardSpec) -> Fields {
     // serde_json's maps are sorted: the value itself is the canonical form.
     Fields::from([("body".to_string(), spec.body.clone())])

@@ -13,8 +13,10 @@ use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget};
 use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::cloudformation::CfnResource;
 use crate::eventual::{self, Transient};
 use crate::model::{Address, Kind, KindSpec, LambdaSpec, Ref, Spec, Target};
+use serde_json::json;
 
 pub const REPLACE_FIELDS: &[&str] = &[];
 
@@ -71,6 +73,18 @@ pub fn validate(spec: &FunctionUrlSpec) -> Vec<Invalid> {
         ));
     }
     problems
+}
+
+/// `AWS::Lambda::Url`.
+pub fn cloudformation(spec: &FunctionUrlSpec) -> CfnResource {
+    CfnResource::main(
+        "AWS::Lambda::Url",
+        json!({
+            "TargetFunctionArn": spec.function,
+            "AuthType": spec.auth_type,
+            "InvokeMode": spec.invoke_mode,
+        }),
+    )
 }
 
 pub fn fields(spec: &FunctionUrlSpec) -> Fields {

@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
 use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::cloudformation::{CfnResource, Context, non_empty};
 use crate::model::{Address, Kind, KindSpec, Spec, Target};
 
 pub const REPLACE_FIELDS: &[&str] = &[];
@@ -67,6 +68,18 @@ pub fn validate(spec: &GlueDatabaseSpec) -> Vec<Invalid> {
         problems.push(Invalid::new("description", "at most 2048 characters"));
     }
     problems
+}
+
+/// `AWS::Glue::Database`. CloudFormation's type takes no tags, so a database made by a
+/// template carries none of the ownership tags (the stack's tags are on the stack).
+pub fn cloudformation(spec: &GlueDatabaseSpec, cx: &Context) -> CfnResource {
+    CfnResource::main(
+        "AWS::Glue::Database",
+        serde_json::json!({
+            "CatalogId": cx.target.account_id,
+            "DatabaseInput": {"Name": spec.name, "Description": non_empty(&spec.description)},
+        }),
+    )
 }
 
 pub fn fields(spec: &GlueDatabaseSpec) -> Fields {

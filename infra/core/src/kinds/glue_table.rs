@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget};
 use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::cloudformation::{CfnResource, Context, non_empty};
 use crate::model::{Address, GlueDatabaseSpec, Kind, KindSpec, Ref, Spec, Target};
 use crate::sql::{ViewColumn, decode_presto_view, presto_view_text};
 
@@ -314,6 +315,55 @@ fn column_lines(columns: &[TableColumn]) -> Value {
             .iter()
             .map(|c| Value::String(format!("{} {}", c.name, c.hive_type)))
             .collect(),
+    )
+}
+
+/// `AWS::Glue::Table`: an external table, or a view stored as Athena stores views.
+pub fn cloudformation(spec: &GlueTableSpec, cx: &Context) -> CfnResource {
+    let columns = |cols: &[TableColumn]| -> Vec<Value> {
+        cols.iter()
+            .map(|c| json!({"Name": c.name, "Type": c.hive_type}))
+            .collect()
+    };
+    let storage = spec.storage.as_ref();
+    let view_text = spec.view.as_ref().map(|view| {
+        let view_columns: Vec<ViewColumn> = spec
+            .columns
+            .iter()
+            .map(|c| ViewColumn {
+                name: c.name.clone(),
+                hive_type: c.hive_type.clone(),
+                presto_type: presto_type(&c.hive_type),
+            })
+            .collect();
+        presto_view_text(&view.sql, &spec.database, &view_columns)
+    });
+    CfnResource::main(
+        "AWS::Glue::Table",
+        json!({
+            "CatalogId": cx.target.account_id,
+            "DatabaseName": spec.database,
+            "TableInput": {
+                "Name": spec.name,
+                "Description": non_empty(&spec.description),
+                "TableType": spec.table_type(),
+                "Parameters": (!spec.parameters.is_empty()).then_some(&spec.parameters),
+                "PartitionKeys": (!spec.partition_keys.is_empty())
+                    .then(|| columns(&spec.partition_keys)),
+                "StorageDescriptor": {
+                    "Columns": columns(&spec.columns),
+                    "Location": storage.map(|s| &s.location),
+                    "InputFormat": storage.map(|s| &s.input_format),
+                    "OutputFormat": storage.map(|s| &s.output_format),
+                    "SerdeInfo": storage.map(|s| json!({
+                        "SerializationLibrary": s.serde_library,
+                        "Parameters": (!s.serde_parameters.is_empty()).then_some(&s.serde_parameters),
+                    })),
+                },
+                "ViewOriginalText": view_text,
+                "ViewExpandedText": spec.view.as_ref().map(|_| "/* Presto View */"),
+            },
+        }),
     )
 }
 

@@ -23,9 +23,11 @@ use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
 use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::cloudformation::{Assets, CfnResource, Context, TemplateError, non_empty, tag_list};
 use crate::eventual::{self, Readiness, Transient};
 use crate::model::{Address, Kind, KindSpec, Ref, RoleSpec, Spec, Target};
 use crate::package::{Artifact, code_sha256};
+use serde_json::json;
 
 pub const REPLACE_FIELDS: &[&str] = &[];
 
@@ -217,6 +219,30 @@ pub fn validate(spec: &LambdaSpec) -> Vec<Invalid> {
         problems.push(Invalid::new("code", "no package for this function"));
     }
     problems
+}
+
+/// `AWS::Lambda::Function`, its code in the assets bucket under the key of its bytes.
+pub fn cloudformation(spec: &LambdaSpec, cx: &Context) -> Result<CfnResource, TemplateError> {
+    let key = Assets::code_key(&spec.code)
+        .ok_or_else(|| TemplateError::NotPackaged(cx.address.clone()))?;
+    Ok(CfnResource::main(
+        "AWS::Lambda::Function",
+        json!({
+            "FunctionName": spec.name,
+            "Role": spec.role_arn,
+            "Runtime": spec.runtime,
+            "Handler": spec.handler,
+            "Architectures": [spec.architecture],
+            "MemorySize": spec.memory_mb,
+            "Timeout": spec.timeout_seconds,
+            "Environment": (!spec.environment.is_empty())
+                .then(|| json!({"Variables": spec.environment})),
+            "ReservedConcurrentExecutions": spec.reserved_concurrency,
+            "Description": non_empty(&spec.description),
+            "Code": {"S3Bucket": cx.assets.bucket, "S3Key": key},
+            "Tags": tag_list(&spec.tags),
+        }),
+    ))
 }
 
 pub fn fields(spec: &LambdaSpec) -> Fields {

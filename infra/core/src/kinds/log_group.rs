@@ -12,8 +12,10 @@ use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
 use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::cloudformation::{CfnResource, tag_list};
 use crate::eventual::{self, Transient};
 use crate::model::{Address, Kind, KindSpec, Spec, Target};
+use serde_json::json;
 
 /// aws-behaviors.md, aws_cloudwatch_log_group: `ResourceNotFoundException` (delete, tags);
 /// a read finds a group missing by its absence from DescribeLogGroups.
@@ -106,6 +108,18 @@ pub fn validate(spec: &LogGroupSpec) -> Vec<Invalid> {
         problems.push(Invalid::new("retention_days", message));
     }
     problems
+}
+
+/// `AWS::Logs::LogGroup`.
+pub fn cloudformation(spec: &LogGroupSpec) -> CfnResource {
+    CfnResource::main(
+        "AWS::Logs::LogGroup",
+        json!({
+            "LogGroupName": spec.name,
+            "RetentionInDays": spec.retention_days,
+            "Tags": tag_list(&spec.tags),
+        }),
+    )
 }
 
 pub fn fields(spec: &LogGroupSpec) -> Fields {

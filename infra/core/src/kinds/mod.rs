@@ -149,6 +149,32 @@ pub fn validate(resource: &Resource) -> Vec<Invalid> {
     problems
 }
 
+/// What `resource` becomes in a CloudFormation template: itself, and any parts
+/// CloudFormation models apart (see [`crate::cloudformation`]).
+pub fn cloudformation(
+    resource: &Resource,
+    cx: &crate::cloudformation::Context,
+) -> Result<Vec<crate::cloudformation::CfnResource>, crate::cloudformation::TemplateError> {
+    Ok(match &resource.spec {
+        Spec::Bucket(s) => vec![bucket::cloudformation(s)],
+        Spec::Role(s) => vec![role::cloudformation(s)],
+        Spec::Topic(s) => topic::cloudformation(s, cx),
+        Spec::LogGroup(s) => vec![log_group::cloudformation(s)],
+        Spec::Lambda(s) => vec![lambda::cloudformation(s, cx)?],
+        Spec::Permission(s) => vec![permission::cloudformation(s)],
+        Spec::FunctionUrl(s) => vec![function_url::cloudformation(s)],
+        Spec::Rule(s) => vec![rule::cloudformation(s)],
+        Spec::GlueDatabase(s) => vec![glue_database::cloudformation(s, cx)],
+        Spec::GlueTable(s) => vec![glue_table::cloudformation(s, cx)],
+        Spec::Crawler(s) => vec![crawler::cloudformation(s)],
+        Spec::Workgroup(s) => workgroup::cloudformation(s, cx),
+        Spec::Alarm(s) => vec![alarm::cloudformation(s)],
+        Spec::Dashboard(s) => vec![dashboard::cloudformation(s)],
+        Spec::Secret(s) => vec![secret::cloudformation(s)],
+        Spec::SecretRotation(s) => vec![secret_rotation::cloudformation(s)],
+    })
+}
+
 /// Reads every target live, in as few calls as each kind allows. `tags` is the env's
 /// tagging-API listing if the caller has it already; else it is listed here when needed.
 pub async fn read(

@@ -19,8 +19,10 @@ use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget};
 use crate::aws::{Aws, AwsError, OrMissing, failed};
+use crate::cloudformation::CfnResource;
 use crate::eventual::{self, Transient};
 use crate::model::{Address, Kind, KindSpec, LambdaSpec, PolicyDocument, Ref, Spec, Target};
+use serde_json::json;
 
 /// One lock per function: changes to its resource policy are made one at a time.
 static POLICY_LOCKS: LazyLock<std::sync::Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>> =
@@ -169,6 +171,21 @@ pub fn validate(spec: &PermissionSpec) -> Vec<Invalid> {
         ));
     }
     problems
+}
+
+/// `AWS::Lambda::Permission`. CloudFormation names the statement itself (it has no
+/// statement id property), so a template's statements differ from the engine's by id only.
+pub fn cloudformation(spec: &PermissionSpec) -> CfnResource {
+    CfnResource::main(
+        "AWS::Lambda::Permission",
+        json!({
+            "FunctionName": spec.function,
+            "Action": spec.action,
+            "Principal": spec.principal,
+            "SourceArn": spec.source_arn,
+            "SourceAccount": spec.source_account,
+        }),
+    )
 }
 
 pub fn fields(spec: &PermissionSpec) -> Fields {

@@ -20,8 +20,10 @@ use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
 use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::cloudformation::{CfnResource, non_empty, tag_list};
 use crate::eventual::{self, Transient};
 use crate::model::{Kind, KindSpec, PolicyDocument, Spec, Target};
+use serde_json::json;
 
 pub const REPLACE_FIELDS: &[&str] = &["path"];
 
@@ -190,6 +192,28 @@ fn validate_policy(field: &str, policy: &PolicyDocument, trust: bool) -> Vec<Inv
         ));
     }
     problems
+}
+
+/// `AWS::IAM::Role` with its inline policies and managed policy attachments.
+pub fn cloudformation(spec: &RoleSpec) -> CfnResource {
+    let policies: Vec<Value> = spec
+        .inline_policies
+        .iter()
+        .map(|(name, policy)| json!({"PolicyName": name, "PolicyDocument": policy.document}))
+        .collect();
+    CfnResource::main(
+        "AWS::IAM::Role",
+        json!({
+            "RoleName": spec.name,
+            "Path": spec.path,
+            "Description": non_empty(&spec.description),
+            "MaxSessionDuration": spec.max_session_duration,
+            "AssumeRolePolicyDocument": spec.trust_policy.document,
+            "Policies": (!policies.is_empty()).then_some(policies),
+            "ManagedPolicyArns": (!spec.managed_policies.is_empty()).then_some(&spec.managed_policies),
+            "Tags": tag_list(&spec.tags),
+        }),
+    )
 }
 
 pub fn fields(spec: &RoleSpec) -> Fields {

@@ -20,6 +20,7 @@ use serde_json::{Value, json};
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
 use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::cloudformation::{CfnResource, non_empty, tag_list};
 use crate::eventual::{self, Transient};
 use crate::model::{Address, Kind, KindSpec, Ref, Spec, Target};
 
@@ -206,6 +207,37 @@ pub fn validate(spec: &RuleSpec) -> Vec<Invalid> {
         }
     }
     problems
+}
+
+/// `AWS::Events::Rule` with its targets, each target's detail through the same input
+/// transformer the engine sets.
+pub fn cloudformation(spec: &RuleSpec) -> CfnResource {
+    let targets: Vec<Value> = spec
+        .targets
+        .iter()
+        .map(|t| {
+            json!({
+                "Id": t.id,
+                "Arn": t.arn,
+                "InputTransformer": t.detail.as_ref().map(|detail| json!({
+                    "InputPathsMap": EVENT_PATHS.iter().copied().collect::<BTreeMap<_, _>>(),
+                    "InputTemplate": input_template(detail),
+                })),
+            })
+        })
+        .collect();
+    CfnResource::main(
+        "AWS::Events::Rule",
+        json!({
+            "Name": spec.name,
+            "Description": non_empty(&spec.description),
+            "ScheduleExpression": spec.schedule_expression,
+            "EventPattern": spec.event_pattern,
+            "State": if spec.enabled { "ENABLED" } else { "DISABLED" },
+            "Targets": (!targets.is_empty()).then_some(targets),
+            "Tags": tag_list(&spec.tags),
+        }),
+    )
 }
 
 pub fn fields(spec: &RuleSpec) -> Fields {

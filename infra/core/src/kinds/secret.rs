@@ -170,6 +170,21 @@ pub fn validate(spec: &SecretSpec) -> Vec<Invalid> {
     problems
 }
 
+/// `AWS::SecretsManager::Secret` without a value (neither `SecretString` nor
+/// `GenerateSecretString`): the template creates an empty secret, and the value goes in as it
+/// does for the engine, through `infra secret set`, so it never appears in a template.
+pub fn cloudformation(spec: &SecretSpec) -> crate::cloudformation::CfnResource {
+    crate::cloudformation::CfnResource::main(
+        "AWS::SecretsManager::Secret",
+        serde_json::json!({
+            "Name": spec.name,
+            "Description": crate::cloudformation::non_empty(&spec.description),
+            "KmsKeyId": spec.kms_key_id,
+            "Tags": crate::cloudformation::tag_list(&spec.tags),
+        }),
+    )
+}
+
 pub fn fields(spec: &SecretSpec) -> Fields {
     let mut fields = Fields::new();
     fields.insert(

@@ -107,6 +107,19 @@ pub fn validate(spec: &SecretRotationSpec) -> Vec<Invalid> {
     problems
 }
 
+/// `AWS::SecretsManager::RotationSchedule`; like the engine, it does not rotate at once.
+pub fn cloudformation(spec: &SecretRotationSpec) -> crate::cloudformation::CfnResource {
+    crate::cloudformation::CfnResource::main(
+        "AWS::SecretsManager::RotationSchedule",
+        serde_json::json!({
+            "SecretId": spec.secret,
+            "RotationLambdaARN": spec.function_arn,
+            "RotationRules": {"AutomaticallyAfterDays": spec.after_days},
+            "RotateImmediatelyOnUpdate": false,
+        }),
+    )
+}
+
 pub fn fields(spec: &SecretRotationSpec) -> Fields {
     Fields::from([
         (

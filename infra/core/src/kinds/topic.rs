@@ -13,8 +13,10 @@ use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
 use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::cloudformation::{CfnResource, Context, non_empty, tag_list};
 use crate::eventual::{self, Transient};
 use crate::model::{Address, Kind, KindSpec, PolicyDocument, Spec, Target};
+use serde_json::json;
 
 pub const REPLACE_FIELDS: &[&str] = &[];
 
@@ -124,6 +126,37 @@ pub fn is_plausible_email(email: &str) -> bool {
         && !domain.ends_with('.')
         && !email.chars().any(|c| c.is_whitespace())
         && !domain.contains('@')
+}
+
+/// `AWS::SNS::Topic`, plus its policy (`AWS::SNS::TopicPolicy`) and one
+/// `AWS::SNS::Subscription` per address, named by a digest of the address so that adding one
+/// leaves the others' logical ids alone (and no address shows in an id).
+pub fn cloudformation(spec: &TopicSpec, cx: &Context) -> Vec<CfnResource> {
+    use sha2::Digest as _;
+    let mut parts = vec![CfnResource::main(
+        "AWS::SNS::Topic",
+        json!({
+            "TopicName": spec.name,
+            "DisplayName": non_empty(&spec.display_name),
+            "Tags": tag_list(&spec.tags),
+        }),
+    )];
+    if let Some(policy) = &spec.policy {
+        parts.push(CfnResource::part(
+            "policy",
+            "AWS::SNS::TopicPolicy",
+            json!({"PolicyDocument": policy.document, "Topics": [cx.own_ref()]}),
+        ));
+    }
+    for email in &spec.email_subscriptions {
+        let digest = hex::encode(sha2::Sha256::digest(email.as_bytes()));
+        parts.push(CfnResource::part(
+            &format!("subscription {}", &digest[..12]),
+            "AWS::SNS::Subscription",
+            json!({"TopicArn": cx.own_ref(), "Protocol": "email", "Endpoint": email}),
+        ));
+    }
+    parts
 }
 
 pub fn fields(spec: &TopicSpec) -> Fields {

@@ -24,7 +24,9 @@ use serde_json::Value;
 
 use super::{Fields, Invalid, LiveMap, OpError, ReadTarget, TagDelta, tag_fields};
 use crate::aws::{Aws, AwsError, NotFound, OrMissing, failed};
+use crate::cloudformation::{CfnResource, Context, non_empty, tag_list};
 use crate::model::{Address, Kind, KindSpec, Spec, Target};
+use serde_json::json;
 
 pub const REPLACE_FIELDS: &[&str] = &[];
 
@@ -140,6 +142,44 @@ pub fn validate(spec: &WorkgroupSpec) -> Vec<Invalid> {
         ));
     }
     problems
+}
+
+/// `AWS::Athena::WorkGroup` (deleted with its queries), and one `AWS::Athena::NamedQuery` per
+/// named query, in the workgroup.
+pub fn cloudformation(spec: &WorkgroupSpec, cx: &Context) -> Vec<CfnResource> {
+    let mut parts = vec![CfnResource::main(
+        "AWS::Athena::WorkGroup",
+        json!({
+            "Name": spec.name,
+            "Description": non_empty(&spec.description),
+            "State": "ENABLED",
+            "RecursiveDeleteOption": true,
+            "WorkGroupConfiguration": {
+                "ResultConfiguration": {
+                    "OutputLocation": spec.output_location,
+                    "EncryptionConfiguration": {"EncryptionOption": spec.result_encryption},
+                },
+                "EnforceWorkGroupConfiguration": spec.enforce_configuration,
+                "PublishCloudWatchMetricsEnabled": spec.publish_metrics,
+                "BytesScannedCutoffPerQuery": spec.bytes_scanned_cutoff,
+            },
+            "Tags": tag_list(&spec.tags),
+        }),
+    )];
+    for (name, query) in &spec.named_queries {
+        parts.push(CfnResource::part(
+            &format!("query {name}"),
+            "AWS::Athena::NamedQuery",
+            json!({
+                "Name": name,
+                "Database": query.database,
+                "Description": non_empty(&query.description),
+                "QueryString": query.sql,
+                "WorkGroup": cx.own_ref(),
+            }),
+        ));
+    }
+    parts
 }
 
 pub fn fields(spec: &WorkgroupSpec) -> Fields {
