@@ -41,11 +41,7 @@ struct Clients {
 async fn clients(moto: &Moto) -> Clients {
     let cfg = moto.sdk_config().await;
     Clients {
-        s3: aws_sdk_s3::Client::from_conf(
-            aws_sdk_s3::config::Builder::from(&cfg)
-                .force_path_style(true)
-                .build(),
-        ),
+        s3: testkit::s3_client(&cfg),
         iam: aws_sdk_iam::Client::new(&cfg),
         sns: aws_sdk_sns::Client::new(&cfg),
         logs: aws_sdk_cloudwatchlogs::Client::new(&cfg),

@@ -9,11 +9,7 @@ const BUCKET: &str = "linkedin-ads-local-data-123456789012";
 
 async fn bucket(moto: &Moto) -> aws_sdk_s3::Client {
     let sdk = moto.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = testkit::s3_client(&sdk);
     s3.create_bucket().bucket(BUCKET).send().await.unwrap();
     s3
 }

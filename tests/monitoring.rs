@@ -548,11 +548,7 @@ async fn a_secret_value_set_through_the_cli_appears_in_no_output_plan_or_state()
         &std::fs::read_to_string(plan_file.path()).unwrap(),
     );
     // Every object under the state prefix: state, lock, journal.
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = testkit::s3_client(&sdk);
     let bucket = "linkedin-ads-infra-state-123456789012";
     let listed = s3
         .list_objects_v2()

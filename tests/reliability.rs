@@ -405,11 +405,7 @@ async fn the_state_bucket_expires_old_lock_versions_and_keeps_other_rules() {
     };
     let moto = Moto::start();
     let store = store(&moto, "lifecycle").await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&moto.sdk_config().await)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = testkit::s3_client(&moto.sdk_config().await);
     let rules = || async {
         s3.get_bucket_lifecycle_configuration()
             .bucket(STATE_BUCKET)

@@ -237,11 +237,7 @@ async fn two_staging_instances_coexist_and_destroying_one_leaves_the_other_intac
         assert_eq!(applied.code, 0, "{instance}: {}", applied.all());
     }
     let sdk = moto.sdk_config().await;
-    let s3 = aws_sdk_s3::Client::from_conf(
-        aws_sdk_s3::config::Builder::from(&sdk)
-            .force_path_style(true)
-            .build(),
-    );
+    let s3 = testkit::s3_client(&sdk);
     let buckets = || async {
         let listed = s3.list_buckets().send().await.unwrap();
         let mut names: Vec<String> = listed

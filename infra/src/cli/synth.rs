@@ -24,14 +24,32 @@ fn env_names(dir: &Path) -> anyhow::Result<Vec<String>> {
     Ok(names)
 }
 
+/// Env `name`'s stack, without AWS, held to the policy rules: what synth writes is what
+/// reviewers read.
+async fn load_checked<'a>(
+    paths: &Paths,
+    name: &str,
+    packaging: Packaging,
+    used: &'a mut Option<Context>,
+) -> anyhow::Result<&'a Context> {
+    let env = super::EnvArg {
+        name: name.to_string(),
+        instance: None,
+    };
+    let ctx = used.insert(Context::load_offline(paths, &env, packaging).await?);
+    super::context::check_policies(&ctx.stack)
+        .with_context(|| format!("stack for env `{name}`"))?;
+    Ok(ctx)
+}
+
 pub async fn run(paths: &Paths, args: SynthArgs, used: &mut Option<Context>) -> anyhow::Result<u8> {
+    if args.format == SynthFormat::Cloudformation {
+        return cloudformation(paths, &args, used).await;
+    }
     let envs_dir = match &paths.envs_dir {
         Some(d) => d.clone(),
         None => super::context::find_envs_dir()?,
     };
-    if args.format == SynthFormat::Cloudformation {
-        return cloudformation(paths, &args, used).await;
-    }
     let names = match &args.env {
         Some(name) => vec![name.clone()],
         None => env_names(&envs_dir)?,
@@ -41,14 +59,7 @@ pub async fn run(paths: &Paths, args: SynthArgs, used: &mut Option<Context>) -> 
     }
     let mut stale = Vec::new();
     for name in names {
-        let env = super::EnvArg {
-            name: name.clone(),
-            instance: None,
-        };
-        let ctx = used.insert(Context::load_offline(paths, &env, Packaging::Skip).await?);
-        // The committed desired state is what reviewers read: it must pass the policy rules.
-        super::context::check_policies(&ctx.stack)
-            .with_context(|| format!("stack for env `{name}`"))?;
+        let ctx = load_checked(paths, &name, Packaging::Skip, used).await?;
         let plans_dir: PathBuf = match &args.plans_dir {
             Some(d) => d.clone(),
             None => ctx.workspace.join("plans"),
@@ -99,13 +110,7 @@ async fn cloudformation(
             "--check compares plans/ only; it has no cloudformation form"
         ));
     }
-    let env = super::EnvArg {
-        name: name.clone(),
-        instance: None,
-    };
-    let ctx = used.insert(Context::load_offline(paths, &env, Packaging::Build).await?);
-    super::context::check_policies(&ctx.stack)
-        .with_context(|| format!("stack for env `{name}`"))?;
+    let ctx = load_checked(paths, name, Packaging::Build, used).await?;
     let assets = infra_core::cloudformation::Assets::of(&ctx.stack.target);
     let template = infra_core::cloudformation::template(&ctx.stack, &assets)
         .with_context(|| format!("CloudFormation template of env `{name}`"))?;

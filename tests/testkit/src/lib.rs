@@ -197,6 +197,16 @@ pub async fn sdk_config_at(endpoint: String) -> aws_types::SdkConfig {
         .await
 }
 
+/// An S3 client for `sdk`, addressing buckets by path: the emulator is reached by IP address,
+/// where virtual-hosted bucket names cannot resolve.
+pub fn s3_client(sdk: &aws_types::SdkConfig) -> aws_sdk_s3::Client {
+    aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(sdk)
+            .force_path_style(true)
+            .build(),
+    )
+}
+
 /// Environment variables that point the SDK at `endpoint` with dummy credentials.
 pub fn endpoint_env(endpoint: String) -> Vec<(&'static str, String)> {
     vec![

@@ -326,18 +326,10 @@ pub fn cloudformation(spec: &GlueTableSpec, cx: &Context) -> CfnResource {
             .collect()
     };
     let storage = spec.storage.as_ref();
-    let view_text = spec.view.as_ref().map(|view| {
-        let view_columns: Vec<ViewColumn> = spec
-            .columns
-            .iter()
-            .map(|c| ViewColumn {
-                name: c.name.clone(),
-                hive_type: c.hive_type.clone(),
-                presto_type: presto_type(&c.hive_type),
-            })
-            .collect();
-        presto_view_text(&view.sql, &spec.database, &view_columns)
-    });
+    let view_text = spec
+        .view
+        .as_ref()
+        .map(|view| view_original_text(spec, view));
     CfnResource::main(
         "AWS::Glue::Table",
         json!({
@@ -577,20 +569,25 @@ fn table_input(spec: &GlueTableSpec) -> Result<TableInput, OpError> {
         .storage_descriptor(sd.build())
         .set_partition_keys(Some(glue_columns(&spec.partition_keys)?));
     if let Some(view) = &spec.view {
-        let columns: Vec<ViewColumn> = spec
-            .columns
-            .iter()
-            .map(|c| ViewColumn {
-                name: c.name.clone(),
-                hive_type: c.hive_type.clone(),
-                presto_type: presto_type(&c.hive_type),
-            })
-            .collect();
         input = input
-            .view_original_text(presto_view_text(&view.sql, &spec.database, &columns))
+            .view_original_text(view_original_text(spec, view))
             .view_expanded_text("/* Presto View */");
     }
     Ok(input.build()?)
+}
+
+/// A view's text as Athena stores it (`/* Presto View: <base64 JSON> */`).
+fn view_original_text(spec: &GlueTableSpec, view: &View) -> String {
+    let columns: Vec<ViewColumn> = spec
+        .columns
+        .iter()
+        .map(|c| ViewColumn {
+            name: c.name.clone(),
+            hive_type: c.hive_type.clone(),
+            presto_type: presto_type(&c.hive_type),
+        })
+        .collect();
+    presto_view_text(&view.sql, &spec.database, &columns)
 }
 
 pub async fn create(aws: &Aws, spec: &GlueTableSpec) -> Result<(), OpError> {
