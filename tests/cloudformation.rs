@@ -1,7 +1,11 @@
-//! CloudFormation as the second engine's input: every env's template, as `infra synth
-//! --format cloudformation` writes it, is deterministic, holds every resource of the stack as
-//! its CloudFormation types with no secret value, and passes `cfn-lint` (pinned in
-//! requirements-dev.txt) with nothing to report.
+//! CloudFormation as the second engine: every env's template, as `infra synth --format
+//! cloudformation` writes it, is deterministic, holds every resource of the stack as its
+//! CloudFormation types with no secret value, and passes `cfn-lint` (pinned in
+//! requirements-dev.txt) with nothing to report. Then the engine itself against moto, through
+//! the AWS-behaviour layer (change sets and stack operations take time, as in AWS): a stack
+//! of the kinds moto's CloudFormation implements is planned, created, planned with no changes,
+//! updated, and destroyed without leaving anything tagged for its env; and through the CLI,
+//! the whole LinkedIn Ads stack plans as creates and a protected env is refused.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -85,10 +89,16 @@ fn every_env_synthesizes_a_template_cfn_lint_accepts() {
             key.starts_with("lambda/collector/") && key.len() == "lambda/collector/".len() + 64 + 4,
             "{key}"
         );
-        // Dependencies follow the stack's graph; protection is kept by CloudFormation too.
+        // Dependencies follow the stack's graph: a reference is an intrinsic, any other edge
+        // a `DependsOn`. Protection is kept by CloudFormation too.
+        let function = &resources["LambdaCollector"];
         assert_eq!(
-            resources["LambdaCollector"]["DependsOn"],
-            serde_json::json!(["LogGroupCollector", "RoleCollector"])
+            function["Properties"]["Role"],
+            serde_json::json!({"Fn::GetAtt": ["RoleCollector", "Arn"]})
+        );
+        assert_eq!(
+            function["DependsOn"],
+            serde_json::json!(["LogGroupCollector"])
         );
         if env == "prod" {
             assert_eq!(resources["BucketData"]["DeletionPolicy"], "Retain");
@@ -132,5 +142,279 @@ fn every_env_synthesizes_a_template_cfn_lint_accepts() {
         "cfn-lint found problems:\n{}{}",
         String::from_utf8_lossy(&lint.stdout),
         String::from_utf8_lossy(&lint.stderr)
+    );
+}
+
+/// The engine's whole cycle on a stack of scheduled functions (log group, role, function,
+/// rule, permission: types moto's CloudFormation creates, see infra/core/MOTO-CLOUDFORMATION.md),
+/// large enough that its template goes through the assets bucket.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_engine_creates_updates_and_destroys_a_stack_through_change_sets() {
+    use infra_core::aws::Aws;
+    use infra_core::cloudformation_engine::{Engine, EngineError, StackAction, StackOperation};
+    use infra_core::model::Spec;
+    use testkit::aws_behaviour::Rule;
+
+    const JOBS: usize = 12;
+    let moto = testkit::Moto::start();
+    let aws = Aws::from_sdk_config(&moto.engine_sdk_config().await, testkit::REGION);
+    let truth = moto.sdk_config().await;
+    let lambda = aws_sdk_lambda::Client::new(&truth);
+    let scratch = tempfile::tempdir().unwrap();
+    let artifact = infra::bench::artifact(scratch.path()).unwrap();
+    let target = infra::bench::target(JOBS, "123456789012", testkit::REGION);
+    let mut stack = stacks::synthetic::scheduled_functions(target, JOBS, &artifact);
+    infra_core::plan::validate(&stack).unwrap();
+    let resources = stack.resources.len();
+    assert_eq!(resources, JOBS * 5);
+
+    // A plan creates a change set, reads it and deletes it, and the empty stack with it.
+    let engine = Engine::new(&aws, &stack);
+    let plan = engine.plan(None).await.unwrap();
+    assert_eq!(plan.operation, StackOperation::Create);
+    assert_eq!(plan.changes.len(), resources, "{plan:#?}");
+    assert!(plan.changes.iter().all(|c| c.action == StackAction::Create));
+    assert!(
+        plan.changes.iter().all(|c| c.address.is_some()),
+        "{plan:#?}"
+    );
+    assert!(
+        plan.template_via_assets,
+        "{} bytes went inline; the test means the S3 route",
+        plan.template_bytes
+    );
+    assert_eq!(
+        plan.uploaded.len(),
+        2,
+        "the code and the template: {:?}",
+        plan.uploaded
+    );
+    assert_eq!(plan.change_set, None);
+    let text = infra_core::render::change_set_text(&plan);
+    assert!(
+        text.contains(&format!(
+            "Plan: {resources} to create, 0 to update, 0 to replace, 0 to delete."
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("+   lambda.job0000 (LambdaJob0000)"),
+        "{text}"
+    );
+    let json = infra_core::render::change_set_json(&plan);
+    assert_eq!(json["summary"]["create"], resources);
+    assert!(
+        engine.describe().await.unwrap().is_none(),
+        "the plan left a stack behind"
+    );
+
+    // Apply: a kept change set, executed; the stack's events stream.
+    let plan = engine.plan(Some("first-apply")).await.unwrap();
+    assert_eq!(plan.uploaded, Vec::<String>::new(), "nothing new to upload");
+    let mut events = Vec::new();
+    let outcome = engine
+        .execute(&plan, &mut |e| events.push(e.clone()))
+        .await
+        .unwrap();
+    assert_eq!(outcome.status, "CREATE_COMPLETE");
+    assert!(
+        events.iter().any(|e| e.status == "CREATE_COMPLETE"),
+        "{events:#?}"
+    );
+    let live = lambda
+        .get_function_configuration()
+        .function_name("bench-n12-job0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.memory_size(), Some(256));
+
+    let again = engine.plan(None).await.unwrap();
+    assert!(!again.has_changes(), "{again:#?}");
+    assert_eq!(again.operation, StackOperation::Update);
+    assert!(
+        infra_core::render::change_set_text(&again).contains("No changes."),
+        "{again:#?}"
+    );
+
+    // A changed property is an update of that resource alone, and applies.
+    for resource in &mut stack.resources {
+        if let Spec::Lambda(spec) = &mut resource.spec
+            && spec.name == "bench-n12-job0000"
+        {
+            spec.memory_mb = 512;
+        }
+    }
+    let engine = Engine::new(&aws, &stack);
+    let plan = engine.plan(Some("memory")).await.unwrap();
+    let changes: Vec<(Option<&str>, StackAction)> = plan
+        .changes
+        .iter()
+        .map(|c| (c.address.as_deref(), c.action))
+        .collect();
+    assert_eq!(changes, [(Some("lambda.job0000"), StackAction::Update)]);
+    let outcome = engine.execute(&plan, &mut |_| {}).await.unwrap();
+    assert_eq!(outcome.status, "UPDATE_COMPLETE");
+    let live = lambda
+        .get_function_configuration()
+        .function_name("bench-n12-job0000")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live.memory_size(), Some(512));
+    assert!(!engine.plan(None).await.unwrap().has_changes());
+
+    // Drift detection is CloudFormation's; moto does not implement it, and the engine says so.
+    let drift = engine.drift().await.unwrap_err();
+    assert!(
+        matches!(drift, EngineError::DriftUnavailable { .. }),
+        "{drift}"
+    );
+    assert!(drift.to_string().contains("moto"), "{drift}");
+
+    // The engine waited for CloudFormation as AWS makes it wait.
+    let waits = moto.layer().hits_of(Rule::CloudFormationInProgress);
+    for what in ["change set", "stack"] {
+        assert!(
+            waits.iter().any(|h| h.what.starts_with(what)),
+            "no {what} wait: {}",
+            moto.layer().report()
+        );
+    }
+
+    // Destroy: the stack goes, and with it everything tagged for the env.
+    let outcome = engine.destroy(false, &mut |_| {}).await.unwrap();
+    assert_eq!(
+        outcome.map(|o| o.status).as_deref(),
+        Some("DELETE_COMPLETE")
+    );
+    assert!(engine.describe().await.unwrap().is_none());
+    let tagging = aws_sdk_resourcegroupstagging::Client::new(&truth);
+    let left = tagging
+        .get_resources()
+        .tag_filters(
+            aws_sdk_resourcegroupstagging::types::TagFilter::builder()
+                .key("infra:env")
+                .values("n12")
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let arns: Vec<&str> = left
+        .resource_tag_mapping_list()
+        .iter()
+        .filter_map(|m| m.resource_arn())
+        .collect();
+    assert!(arns.is_empty(), "left tagged for the env: {arns:?}");
+    let functions = lambda.list_functions().send().await.unwrap();
+    assert!(functions.functions().is_empty(), "functions left");
+    let iam = aws_sdk_iam::Client::new(&truth);
+    let roles = iam.list_roles().send().await.unwrap();
+    assert!(
+        roles
+            .roles()
+            .iter()
+            .all(|r| !r.role_name().starts_with("bench-n12-")),
+        "roles left"
+    );
+}
+
+/// Through the CLI: the whole LinkedIn Ads stack plans as creates of every resource (moto
+/// lists a change set of types it cannot create), with the native plan's exit codes; a
+/// protected env's destroy and the native engine's plan file are refused before any call.
+#[test]
+fn the_cli_plans_through_a_change_set_and_refuses_what_the_engine_cannot_do() {
+    let moto = testkit::Moto::start();
+    let run = infra(
+        BIN,
+        Some(&moto),
+        &[
+            "plan",
+            "--env",
+            "local",
+            "--engine",
+            "cloudformation",
+            "--format",
+            "json",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(run.code, 2, "{}", run.all());
+    let plan: Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(plan["engine"], "cloudformation");
+    assert_eq!(plan["operation"], "create");
+    assert_eq!(plan["stack_name"], "linkedin-ads-local");
+    let changes = plan["changes"].as_array().unwrap();
+    assert!(changes.iter().all(|c| c["action"] == "create"), "{plan:#}");
+    let addresses: BTreeSet<&str> = changes
+        .iter()
+        .filter_map(|c| c["address"].as_str())
+        .collect();
+    for address in [
+        "bucket.data",
+        "lambda.collector",
+        "secret.linkedin-oauth",
+        "alarm.collector-errors",
+    ] {
+        assert!(
+            addresses.contains(address),
+            "{address} missing: {addresses:?}"
+        );
+    }
+    assert!(!run.stdout.contains("SecretString"), "{}", run.stdout);
+
+    // Refusals that need no AWS call: no endpoint is given at all.
+    let destroy = infra(
+        BIN,
+        None,
+        &[
+            "destroy",
+            "--env",
+            "prod",
+            "--engine",
+            "cloudformation",
+            "--auto-approve",
+        ],
+    );
+    assert_eq!(destroy.code, 1, "{}", destroy.all());
+    assert!(destroy.stderr.contains("is protected"), "{}", destroy.all());
+    let saved = infra(
+        BIN,
+        None,
+        &[
+            "plan",
+            "--env",
+            "local",
+            "--engine",
+            "cloudformation",
+            "--out",
+            "plan.json",
+        ],
+    );
+    assert_eq!(saved.code, 1, "{}", saved.all());
+    assert!(
+        saved.stderr.contains("--change-set NAME"),
+        "{}",
+        saved.all()
+    );
+    let bad_name = infra(
+        BIN,
+        None,
+        &[
+            "plan",
+            "--env",
+            "local",
+            "--engine",
+            "cloudformation",
+            "--change-set",
+            "9-lives",
+        ],
+    );
+    assert_ne!(bad_name.code, 0, "{}", bad_name.all());
+    assert!(
+        bad_name.stderr.contains("not a change set name"),
+        "{}",
+        bad_name.all()
     );
 }

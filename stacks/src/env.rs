@@ -38,6 +38,10 @@ pub struct Env {
     /// unless told explicitly.
     #[serde(default)]
     pub protected: bool,
+    /// Optional: which engine plans and applies the env by default (`engine =
+    /// "cloudformation"`); `--engine` overrides it.
+    #[serde(default)]
+    pub engine: Engine,
     pub state: StateConfig,
     pub alerts: AlertsConfig,
     pub logs: LogsConfig,
@@ -66,6 +70,17 @@ pub struct Env {
     /// Terraform's import blocks). Once applied, an entry does nothing and may stay.
     #[serde(default, rename = "import")]
     pub imports: Vec<Import>,
+}
+
+/// Which engine applies an env: `native` (the engine's own plan and apply against the AWS
+/// APIs, with its state in S3) or `cloudformation` (one CloudFormation stack, applied by
+/// AWS through change sets).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    #[default]
+    Native,
+    Cloudformation,
 }
 
 /// `[[import]]`: the stack's resource `address` (e.g. `bucket.data`) is the live resource
@@ -1250,6 +1265,33 @@ mod tests {
         let errors = result.expect_err("the env file is refused").0;
         assert_eq!(errors.len(), 1, "{errors:?}");
         errors.into_iter().next().unwrap()
+    }
+
+    /// `envs/local.toml` with `line` added after `protected`.
+    fn local_plus(line: &str) -> Result<Env, EnvErrors> {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("envs");
+        let text = std::fs::read_to_string(dir.join("local.toml")).unwrap();
+        let text = text.replace(
+            "protected = false\n",
+            &format!("protected = false\n{line}\n"),
+        );
+        Env::parse(Path::new("envs/local.toml"), &text)
+    }
+
+    #[test]
+    fn the_engine_is_native_unless_the_file_names_cloudformation() {
+        let native = local_plus("").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(native.engine, Engine::Native);
+        let cfn = local_plus("engine = \"cloudformation\"").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(cfn.engine, Engine::Cloudformation);
+        let error = only_error(local_plus("engine = \"terraform\""));
+        assert_eq!(error.file, Path::new("envs/local.toml"));
+        let shown = error.to_string();
+        assert!(
+            shown.contains("engine") && shown.contains("terraform"),
+            "{shown}"
+        );
+        assert!(shown.contains("cloudformation"), "{shown}");
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! per ten jobs. Every kind it uses is a real kind with its real reads and writes; only the
 //! proportions are chosen (alarms 30%, roles, functions, log groups, rules and permissions
 //! 10% each, tables about 20%, close to the LinkedIn Ads stack's own mix).
+//! [`scheduled_functions`] keeps only the first five of a job's kinds: the CloudFormation
+//! engine's test stack, of types moto's CloudFormation creates.
 
 use infra_core::kinds::alarm::{AlarmMetric, AlarmSpec, MetricStat};
 use infra_core::kinds::glue_database::GlueDatabaseSpec;
@@ -47,8 +49,64 @@ pub fn synthetic(target: Target, n: usize, artifact: &Artifact) -> Stack {
     stack
 }
 
+/// `jobs` scheduled functions and nothing else (log group, role, function, schedule rule and
+/// invoke permission each): the kinds every CloudFormation implementation has, moto's
+/// included, for testing the CloudFormation engine end to end.
+pub fn scheduled_functions(target: Target, jobs: usize, artifact: &Artifact) -> Stack {
+    let mut stack = Stack::new(target);
+    for job in 0..jobs {
+        add_scheduled_function(&mut stack, job, artifact);
+    }
+    stack
+}
+
 /// One job's ten resources.
 fn add_job(stack: &mut Stack, job: usize, database: &Ref<GlueDatabaseSpec>, artifact: &Artifact) {
+    let name = format!("job{job:04}");
+    let t = stack.target.clone();
+    let lambda = add_scheduled_function(stack, job, artifact);
+    for (alarm, metric, statistic, threshold) in [
+        ("errors", "Errors", "Sum", 0.0),
+        ("throttles", "Throttles", "Sum", 0.0),
+        ("duration", "Duration", "Maximum", 50_000.0),
+    ] {
+        let alarm_name = format!("{name}-{alarm}");
+        stack.add(
+            &alarm_name,
+            AlarmSpec::new(
+                t.name(&alarm_name),
+                AlarmMetric::Single(
+                    MetricStat::new("AWS/Lambda", metric, statistic, 300)
+                        .dimension("FunctionName", &lambda.name),
+                ),
+                "GreaterThanThreshold",
+                threshold,
+            )
+            .description(format!("{name}: {metric} {statistic} above {threshold}"))
+            .watches(&lambda),
+        );
+    }
+    for table in ["events", "daily"] {
+        let table_name = format!("{name}_{table}");
+        stack.add(
+            &table_name,
+            GlueTableSpec::json_lines(
+                database,
+                &table_name,
+                "Synthetic benchmark table",
+                vec![
+                    TableColumn::new("id", "string"),
+                    TableColumn::new("value", "double"),
+                ],
+                vec![TableColumn::new("dt", "string")],
+                format!("s3://{}-data/{name}/{table}/", t.name("bench")),
+            ),
+        );
+    }
+}
+
+/// A job's log group, role, function, schedule rule and invoke permission; returns the function.
+fn add_scheduled_function(stack: &mut Stack, job: usize, artifact: &Artifact) -> Ref<LambdaSpec> {
     let name = format!("job{job:04}");
     let t = stack.target.clone();
     let log_group = stack.add(
@@ -94,42 +152,5 @@ fn add_job(stack: &mut Stack, job: usize, database: &Ref<GlueDatabaseSpec>, arti
         &name,
         PermissionSpec::invoke_from(&lambda, "schedule", "events.amazonaws.com", &rule),
     );
-    for (alarm, metric, statistic, threshold) in [
-        ("errors", "Errors", "Sum", 0.0),
-        ("throttles", "Throttles", "Sum", 0.0),
-        ("duration", "Duration", "Maximum", 50_000.0),
-    ] {
-        let alarm_name = format!("{name}-{alarm}");
-        stack.add(
-            &alarm_name,
-            AlarmSpec::new(
-                t.name(&alarm_name),
-                AlarmMetric::Single(
-                    MetricStat::new("AWS/Lambda", metric, statistic, 300)
-                        .dimension("FunctionName", &lambda.name),
-                ),
-                "GreaterThanThreshold",
-                threshold,
-            )
-            .description(format!("{name}: {metric} {statistic} above {threshold}"))
-            .watches(&lambda),
-        );
-    }
-    for table in ["events", "daily"] {
-        let table_name = format!("{name}_{table}");
-        stack.add(
-            &table_name,
-            GlueTableSpec::json_lines(
-                database,
-                &table_name,
-                "Synthetic benchmark table",
-                vec![
-                    TableColumn::new("id", "string"),
-                    TableColumn::new("value", "double"),
-                ],
-                vec![TableColumn::new("dt", "string")],
-                format!("s3://{}-data/{name}/{table}/", t.name("bench")),
-            ),
-        );
-    }
+    lambda
 }

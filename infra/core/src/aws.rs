@@ -128,6 +128,7 @@ pub struct Aws {
     pub secretsmanager: aws_sdk_secretsmanager::Client,
     pub tagging: aws_sdk_resourcegroupstagging::Client,
     pub sts: aws_sdk_sts::Client,
+    pub cloudformation: aws_sdk_cloudformation::Client,
     pub calls: CallCounter,
     pub region: String,
     /// How long kinds wait for AWS to settle (propagation, readiness).
@@ -252,8 +253,15 @@ impl Aws {
                 .retry_partition(retries.clone())
                 .build(),
         );
+        let cloudformation = aws_sdk_cloudformation::Client::from_conf(
+            aws_sdk_cloudformation::config::Builder::from(sdk)
+                .interceptor(calls.clone())
+                .retry_partition(retries.clone())
+                .build(),
+        );
         Aws {
             sts,
+            cloudformation,
             cloudwatch,
             secretsmanager,
             tagging,

@@ -196,6 +196,7 @@ pub fn template(stack: &Stack, assets: &Assets) -> Result<Value, TemplateError> 
             }
         }
     };
+    let intrinsics = arn_intrinsics(stack);
     let mut resources = Map::new();
     let mut ordered: Vec<_> = stack.resources.iter().collect();
     ordered.sort_by(|a, b| a.address.cmp(&b.address));
@@ -207,15 +208,29 @@ pub fn template(stack: &Stack, assets: &Assets) -> Result<Value, TemplateError> 
             address: &resource.address,
             logical_id: &id,
         };
-        let depends_on: Vec<Value> = resource
-            .depends_on
-            .iter()
-            .map(logical_id)
-            .collect::<std::collections::BTreeSet<_>>()
-            .into_iter()
-            .map(Value::String)
-            .collect();
-        for part in crate::kinds::cloudformation(resource, &cx)? {
+        for mut part in crate::kinds::cloudformation(resource, &cx)? {
+            // What the resource refers to becomes `Ref` / `Fn::GetAtt`: CloudFormation then
+            // knows the order itself (and an implementation that ignores `DependsOn`, as
+            // moto's change sets do, still creates a role before its function).
+            let mut linked = std::collections::BTreeSet::new();
+            part.properties = link(part.properties, &mut |text| {
+                let (address, intrinsic) = intrinsics.get(text)?;
+                (resource.depends_on.contains(address) && *address != &resource.address).then(
+                    || {
+                        linked.insert(logical_id(address));
+                        intrinsic.clone()
+                    },
+                )
+            });
+            let depends_on: Vec<Value> = resource
+                .depends_on
+                .iter()
+                .map(logical_id)
+                .filter(|id| !linked.contains(id))
+                .collect::<std::collections::BTreeSet<_>>()
+                .into_iter()
+                .map(Value::String)
+                .collect();
             let part_id = format!("{id}{}", part.suffix);
             let owner = if part.suffix.is_empty() {
                 resource.address.to_string()
@@ -255,6 +270,47 @@ pub fn template(stack: &Stack, assets: &Assets) -> Result<Value, TemplateError> 
         },
         "Resources": resources,
     }))
+}
+
+/// Each ARN a template can write as an intrinsic instead: `Fn::GetAtt [id, Arn]` for the
+/// types whose `Arn` attribute is the ARN the model knows, `Ref` for a topic (whose `Ref` is
+/// its ARN). A log group's `Arn` ends in `:*` in CloudFormation, so it stays a literal.
+fn arn_intrinsics(stack: &Stack) -> BTreeMap<String, (&Address, Value)> {
+    use crate::model::Kind;
+    stack
+        .resources
+        .iter()
+        .filter_map(|r| {
+            let id = logical_id(&r.address);
+            let intrinsic = match r.address.kind {
+                Kind::Role | Kind::Lambda | Kind::Bucket | Kind::Rule => {
+                    json!({ "Fn::GetAtt": [id, "Arn"] })
+                }
+                Kind::Topic => json!({ "Ref": id }),
+                _ => return None,
+            };
+            Some((r.arn.clone(), (&r.address, intrinsic)))
+        })
+        .collect()
+}
+
+/// `value` with every string that `intrinsic` knows replaced by what it gives.
+fn link(value: Value, intrinsic: &mut dyn FnMut(&str) -> Option<Value>) -> Value {
+    match value {
+        Value::String(text) => intrinsic(&text).unwrap_or(Value::String(text)),
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| link(v, &mut *intrinsic))
+                .collect(),
+        ),
+        Value::Object(map) => Value::Object(
+            map.into_iter()
+                .map(|(k, v)| (k, link(v, &mut *intrinsic)))
+                .collect(),
+        ),
+        other => other,
+    }
 }
 
 /// How a template's body reaches CloudFormation.

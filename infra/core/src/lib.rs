@@ -5,6 +5,7 @@ pub mod apply;
 pub mod aws;
 pub mod caller;
 pub mod cloudformation;
+pub mod cloudformation_engine;
 pub mod compliance;
 pub mod drift;
 pub mod eventual;

@@ -35,6 +35,8 @@ pub const SERVICES: &[(&str, &str, f64)] = &[
     ("secretsmanager", "secretsmanager", 50.0),
     ("tagging", "tagging", 5.0),
     ("sts", "sts", 50.0),
+    // DescribeStacks, DescribeStackEvents, CreateChangeSet: the engine polls, it never bursts.
+    ("cloudformation", "cloudformation", 10.0),
 ];
 
 /// The highest limit an env file may set (requests per second).

@@ -6,6 +6,9 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 use similar::TextDiff;
 
+use crate::cloudformation_engine::{
+    ChangeSetPlan, ResourceDrift, StackAction, StackChange, StackOperation,
+};
 use crate::drift::{DriftReport, DriftStatus};
 use crate::plan::{Action, Change, FieldChange, Plan, PlanMode, SecretStatus};
 
@@ -699,6 +702,240 @@ pub fn graph_mermaid(stack: &crate::model::Stack) -> String {
         for d in &r.depends_on {
             let _ = writeln!(out, "  {} --> {}", id(&r.address), id(d));
         }
+    }
+    out
+}
+
+/// A CloudFormation change set (the `cloudformation` engine's plan): one line per resource,
+/// destruction first, the properties CloudFormation says change, and a summary in the native
+/// plan's words.
+pub fn change_set_text(plan: &ChangeSetPlan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "Plan for {} / {} (CloudFormation stack {}, {}{})",
+        plan.stack,
+        plan.env,
+        plan.stack_name,
+        match plan.operation {
+            StackOperation::Create => "a new stack",
+            StackOperation::Update => "an update",
+        },
+        if plan.uploaded.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; {} new asset(s) uploaded to the assets bucket",
+                plan.uploaded.len()
+            )
+        }
+    );
+    if !plan.has_changes() {
+        let _ = writeln!(out, "\nNo changes. The stack matches the template.");
+        return out;
+    }
+    out.push('\n');
+    let width = plan
+        .changes
+        .iter()
+        .map(|c| change_set_subject(c).len())
+        .max()
+        .unwrap_or(0);
+    for change in &plan.changes {
+        let _ = write!(
+            out,
+            "  {:<3} {:<width$}  {}",
+            change.action.symbol(),
+            change_set_subject(change),
+            change.resource_type,
+        );
+        if !matches!(change.action, StackAction::Create | StackAction::Delete) {
+            let _ = write!(out, "  {}", change.action.as_str());
+            if !change.properties.is_empty() {
+                let _ = write!(out, ": {}", change.properties.join(", "));
+            }
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "\nPlan: {}.", change_set_counts(plan));
+    out
+}
+
+/// `address (LogicalId)`, or the logical id alone for a resource the template does not name.
+fn change_set_subject(change: &StackChange) -> String {
+    match &change.address {
+        Some(address) => format!("{address} ({})", change.logical_id),
+        None => change.logical_id.clone(),
+    }
+}
+
+/// "2 to create, 1 to update, 0 to replace, 0 to delete", plus any other action seen.
+fn change_set_counts(plan: &ChangeSetPlan) -> String {
+    let counts = plan.counts();
+    let n = |action| counts.get(&action).copied().unwrap_or(0);
+    let mut parts = vec![
+        format!("{} to create", n(StackAction::Create)),
+        format!("{} to update", n(StackAction::Update)),
+        format!("{} to replace", n(StackAction::Replace)),
+        format!("{} to delete", n(StackAction::Delete)),
+    ];
+    for (action, label) in [
+        (StackAction::MayReplace, "that may replace"),
+        (StackAction::Import, "to import"),
+        (StackAction::Dynamic, "decided at execution"),
+    ] {
+        if n(action) > 0 {
+            parts.push(format!("{} {label}", n(action)));
+        }
+    }
+    parts.join(", ")
+}
+
+pub fn change_set_json(plan: &ChangeSetPlan) -> Value {
+    let counts = plan.counts();
+    let n = |action| counts.get(&action).copied().unwrap_or(0);
+    json!({
+        "engine": "cloudformation",
+        "stack": plan.stack,
+        "env": plan.env,
+        "stack_name": plan.stack_name,
+        "operation": plan.operation,
+        "change_set": plan.change_set,
+        "change_set_name": plan.change_set.as_ref().map(|_| &plan.change_set_name),
+        "template_bytes": plan.template_bytes,
+        "template_via_assets": plan.template_via_assets,
+        "uploaded": plan.uploaded,
+        "has_changes": plan.has_changes(),
+        "changes": plan.changes.iter().map(|c| json!({
+            "address": c.address,
+            "logical_id": c.logical_id,
+            "resource_type": c.resource_type,
+            "action": c.action,
+            "properties": c.properties,
+        })).collect::<Vec<_>>(),
+        "summary": {
+            "create": n(StackAction::Create),
+            "update": n(StackAction::Update) + n(StackAction::MayReplace),
+            "replace": n(StackAction::Replace),
+            "delete": n(StackAction::Delete),
+            "import": n(StackAction::Import),
+            "dynamic": n(StackAction::Dynamic),
+        },
+    })
+}
+
+pub fn change_set_markdown(plan: &ChangeSetPlan) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "### Plan for `{}` / `{}` (CloudFormation stack `{}`)\n",
+        plan.stack, plan.env, plan.stack_name
+    );
+    if !plan.has_changes() {
+        let _ = writeln!(out, "**No changes.** The stack matches the template.");
+        return out;
+    }
+    let destructive: Vec<&StackChange> = plan
+        .changes
+        .iter()
+        .filter(|c| matches!(c.action, StackAction::Delete | StackAction::Replace))
+        .collect();
+    if !destructive.is_empty() {
+        let _ = writeln!(out, "> [!WARNING]");
+        let _ = writeln!(
+            out,
+            "> **{} resource(s) will be destroyed or replaced:**",
+            destructive.len()
+        );
+        for c in destructive {
+            let _ = writeln!(
+                out,
+                "> - `{}` ({})",
+                change_set_subject(c),
+                c.action.as_str()
+            );
+        }
+        out.push('\n');
+    }
+    let _ = writeln!(out, "| | resource | type | change |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for c in &plan.changes {
+        let _ = writeln!(
+            out,
+            "| `{}` | `{}` | {} | {}{} |",
+            c.action.symbol(),
+            change_set_subject(c),
+            c.resource_type,
+            c.action.as_str(),
+            if c.properties.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", c.properties.join(", "))
+            }
+        );
+    }
+    let _ = writeln!(out, "\nPlan: {}.", change_set_counts(plan));
+    out
+}
+
+/// CloudFormation's drift detection of a stack, one line per drifted resource.
+pub fn stack_drift_text(stack_name: &str, drifts: &[ResourceDrift]) -> String {
+    let mut out = String::new();
+    if drifts.is_empty() {
+        let _ = writeln!(
+            out,
+            "No drift in CloudFormation stack {stack_name}: every resource matches the template."
+        );
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "Drift in CloudFormation stack {stack_name}: {} resource(s) differ from the template.\n",
+        drifts.len()
+    );
+    for d in drifts {
+        let _ = writeln!(
+            out,
+            "  {}  {}  {}{}",
+            d.address.as_deref().unwrap_or(&d.logical_id),
+            d.resource_type,
+            d.status,
+            if d.properties.is_empty() {
+                String::new()
+            } else {
+                format!(": {}", d.properties.join(", "))
+            }
+        );
+    }
+    out
+}
+
+pub fn stack_drift_json(stack_name: &str, drifts: &[ResourceDrift]) -> Value {
+    json!({
+        "engine": "cloudformation",
+        "stack_name": stack_name,
+        "has_drift": !drifts.is_empty(),
+        "drifted": drifts,
+    })
+}
+
+pub fn stack_drift_markdown(stack_name: &str, drifts: &[ResourceDrift]) -> String {
+    let mut out = format!("### Drift of CloudFormation stack `{stack_name}`\n\n");
+    if drifts.is_empty() {
+        out.push_str("**No drift.** Every resource matches the template.\n");
+        return out;
+    }
+    let _ = writeln!(out, "| resource | type | status | properties |");
+    let _ = writeln!(out, "|---|---|---|---|");
+    for d in drifts {
+        let _ = writeln!(
+            out,
+            "| `{}` | {} | {} | {} |",
+            d.address.as_deref().unwrap_or(&d.logical_id),
+            d.resource_type,
+            d.status,
+            d.properties.join(", ")
+        );
     }
     out
 }

@@ -14,9 +14,14 @@ use infra_core::render;
 use infra_core::state::{Journal, LockInfo, StateDoc, StateStore, Stored, lock};
 use tokio::sync::Mutex;
 
-use super::{ApplyArgs, Context, DestroyArgs, Packaging, Paths};
+use super::{ApplyArgs, Context, DestroyArgs, EngineArg, Packaging, Paths, cloudformation};
 
 pub async fn run(paths: &Paths, args: ApplyArgs, used: &mut Option<Context>) -> anyhow::Result<u8> {
+    if args.engine == Some(EngineArg::Cloudformation) {
+        cloudformation::check_apply_args(&args)?;
+        let ctx = used.insert(Context::load(paths, &args.env, Packaging::Build).await?);
+        return cloudformation::apply(ctx, &args).await;
+    }
     let saved = match &args.plan_file {
         Some(path) => Some(read_plan(path)?),
         None => None,
@@ -36,6 +41,11 @@ pub async fn run(paths: &Paths, args: ApplyArgs, used: &mut Option<Context>) -> 
     };
     let ctx =
         used.insert(Context::load_checked(paths, &args.env, Packaging::Build, for_this_env).await?);
+    if super::engine_of(args.engine, &ctx.env) == EngineArg::Cloudformation {
+        cloudformation::check_apply_args(&args)?;
+        return cloudformation::apply(ctx, &args).await;
+    }
+    cloudformation::change_set_needs_engine(args.change_set.is_some())?;
     let run = Run {
         command: format!("infra apply --env {}", args.env.name),
         compact: args.compact,
@@ -72,6 +82,9 @@ pub async fn destroy(
     };
     let ctx =
         used.insert(Context::load_checked(paths, &args.env, Packaging::Skip, protected).await?);
+    if super::engine_of(args.engine, &ctx.env) == EngineArg::Cloudformation {
+        return cloudformation::destroy(ctx, &args).await;
+    }
     let run = Run {
         command: format!("infra destroy --env {}", args.env.name),
         compact: args.compact,
@@ -400,13 +413,18 @@ fn check_fresh(plan: &Plan, stored: &Stored) -> anyhow::Result<()> {
 }
 
 fn confirm(plan: &Plan) -> anyhow::Result<bool> {
+    confirm_with(&format!(
+        "\nApply these changes to {} / {}? Only `yes` is accepted: ",
+        plan.stack, plan.env
+    ))
+}
+
+/// Asks `question` on the terminal; only `yes` confirms. No terminal is an error, not a no.
+pub fn confirm_with(question: &str) -> anyhow::Result<bool> {
     if !std::io::stdin().is_terminal() {
         bail!("no terminal to confirm the changes on; pass --auto-approve to apply without asking");
     }
-    print!(
-        "\nApply these changes to {} / {}? Only `yes` is accepted: ",
-        plan.stack, plan.env
-    );
+    print!("{question}");
     std::io::stdout().flush()?;
     let mut answer = String::new();
     std::io::stdin().lock().read_line(&mut answer)?;

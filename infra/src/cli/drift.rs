@@ -5,10 +5,13 @@ use infra_core::kinds::tag_index::TagIndex;
 use infra_core::plan::PlanOptions;
 use infra_core::render;
 
-use super::{Context, DriftArgs, Format, Packaging, Paths};
+use super::{Context, DriftArgs, EngineArg, Format, Packaging, Paths, cloudformation};
 
 pub async fn run(paths: &Paths, args: DriftArgs, used: &mut Option<Context>) -> anyhow::Result<u8> {
     let ctx = used.insert(Context::load(paths, &args.env, Packaging::Build).await?);
+    if super::engine_of(args.engine, &ctx.env) == EngineArg::Cloudformation {
+        return cloudformation::drift(ctx, &args).await;
+    }
     let stored = ctx.store.load().await?;
     // One tagging-API listing serves the refresh (tags) and the orphan search.
     let tagged = TagIndex::load(&ctx.aws, &ctx.stack.target).await?;

@@ -2,6 +2,7 @@
 //! changes, 1 error, 2 changes present (`plan --detailed-exitcode`) or drift found (`drift`).
 
 mod apply;
+mod cloudformation;
 mod context;
 mod drift;
 mod models;
@@ -88,6 +89,38 @@ pub struct EnvArg {
     /// so several coexist.
     #[arg(long)]
     pub instance: Option<String>,
+}
+
+/// Which engine plans and applies (default: the env file's `engine`, else `native`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EngineArg {
+    /// The engine's own plan and apply against the AWS APIs, its state in S3.
+    Native,
+    /// One CloudFormation stack per env, applied by AWS through change sets.
+    Cloudformation,
+}
+
+/// The engine a command runs with: `--engine`, else the env file's `engine` key.
+pub fn engine_of(given: Option<EngineArg>, env: &stacks::Env) -> EngineArg {
+    given.unwrap_or(match env.engine {
+        stacks::env::Engine::Native => EngineArg::Native,
+        stacks::env::Engine::Cloudformation => EngineArg::Cloudformation,
+    })
+}
+
+/// A CloudFormation change set's name: a letter, then letters, digits and hyphens, at most
+/// 128 characters (checked before any call).
+fn parse_change_set_name(text: &str) -> Result<String, String> {
+    let valid = text.len() <= 128
+        && text.starts_with(|c: char| c.is_ascii_alphabetic())
+        && text.chars().all(|c| c.is_ascii_alphanumeric() || c == '-');
+    if valid {
+        Ok(text.to_string())
+    } else {
+        Err(format!(
+            "`{text}` is not a change set name: a letter, then letters, digits and hyphens (at most 128)"
+        ))
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -192,6 +225,12 @@ pub struct PlanArgs {
     /// a property AWS cannot change in place (deleting it and what it holds).
     #[arg(long)]
     pub replace_imported: bool,
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
+    /// Keep the change set under NAME (`--engine cloudformation`); `infra apply
+    /// --change-set NAME` executes exactly it.
+    #[arg(long, value_name = "NAME", value_parser = parse_change_set_name)]
+    pub change_set: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -219,6 +258,12 @@ pub struct ApplyArgs {
     /// Print the plan one line per change (no fields) and one line per finished change.
     #[arg(long)]
     pub compact: bool,
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
+    /// Execute the change set saved by `infra plan --change-set NAME` (`--engine
+    /// cloudformation`).
+    #[arg(long, value_name = "NAME", value_parser = parse_change_set_name)]
+    pub change_set: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -229,6 +274,8 @@ pub struct DriftArgs {
     pub format: Format,
     #[command(flatten)]
     pub outputs: Outputs,
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
 }
 
 #[derive(Debug, Args)]
@@ -250,6 +297,8 @@ pub struct DestroyArgs {
     /// Print the plan one line per change and one line per finished change.
     #[arg(long)]
     pub compact: bool,
+    #[arg(long, value_enum)]
+    pub engine: Option<EngineArg>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -4,10 +4,18 @@ use anyhow::Context as _;
 use infra_core::plan::PlanOptions;
 use infra_core::render;
 
-use super::{Context, Format, Packaging, Paths, PlanArgs};
+use super::{Context, EngineArg, Format, Packaging, Paths, PlanArgs, cloudformation};
 
 pub async fn run(paths: &Paths, args: PlanArgs, used: &mut Option<Context>) -> anyhow::Result<u8> {
+    if args.engine == Some(EngineArg::Cloudformation) {
+        cloudformation::check_plan_args(&args)?;
+    }
     let ctx = used.insert(Context::load(paths, &args.env, Packaging::Build).await?);
+    if super::engine_of(args.engine, &ctx.env) == EngineArg::Cloudformation {
+        cloudformation::check_plan_args(&args)?;
+        return cloudformation::plan(ctx, &args).await;
+    }
+    cloudformation::change_set_needs_engine(args.change_set.is_some())?;
     let stored = ctx.store.load().await?;
     let plan = ctx
         .plan(

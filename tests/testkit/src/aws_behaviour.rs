@@ -90,10 +90,14 @@ pub enum Rule {
     LogsDeleteAborted,
     /// E-mail subscriptions are listed as `PendingConfirmation` until someone confirms them.
     SnsPendingConfirmation,
+    /// CloudFormation works asynchronously: a new change set is `CREATE_IN_PROGRESS` (and
+    /// cannot be executed) for a while, and a stack being created, updated or deleted is
+    /// `*_IN_PROGRESS` before it settles (moto finishes each inside the call).
+    CloudFormationInProgress,
 }
 
 impl Rule {
-    pub const ALL: [Rule; 19] = [
+    pub const ALL: [Rule; 20] = [
         Rule::AthenaNotFound,
         Rule::AthenaAlreadyCreated,
         Rule::CrawlerRoleAsName,
@@ -113,6 +117,7 @@ impl Rule {
         Rule::IamDeleteConflict,
         Rule::LogsDeleteAborted,
         Rule::SnsPendingConfirmation,
+        Rule::CloudFormationInProgress,
     ];
 
     /// A stable name, as tests and logs print it.
@@ -137,6 +142,7 @@ impl Rule {
             Rule::IamDeleteConflict => "iam-delete-conflict",
             Rule::LogsDeleteAborted => "logs-delete-aborted",
             Rule::SnsPendingConfirmation => "sns-pending-confirmation",
+            Rule::CloudFormationInProgress => "cloudformation-in-progress",
         }
     }
 
@@ -198,6 +204,9 @@ impl Rule {
             Rule::SnsPendingConfirmation => {
                 "aws-behaviors.md, aws_sns_topic_subscription: Waits (no wait for email; PendingConfirmation)"
             }
+            Rule::CloudFormationInProgress => {
+                "CloudFormation API reference, CreateChangeSet / ExecuteChangeSet / DeleteStack (asynchronous; AWS CLI waiters change-set-create-complete, stack-*-complete); terraform-provider-aws aws_cloudformation_stack waiters"
+            }
         }
     }
 }
@@ -223,6 +232,8 @@ pub struct Windows {
     pub listing_lag: Duration,
     /// A new bucket answering `NoSuchBucket`; a role's policies after they were detached.
     pub settle: Duration,
+    /// A CloudFormation change set being created, a stack operation running.
+    pub stack_operation: Duration,
 }
 
 impl Windows {
@@ -236,6 +247,7 @@ impl Windows {
             deletion: Duration::from_secs(1),
             listing_lag: Duration::from_secs(2),
             settle: Duration::from_millis(300),
+            stack_operation: Duration::from_secs(1),
         }
     }
 
@@ -249,6 +261,7 @@ impl Windows {
             deletion: d,
             listing_lag: d,
             settle: Duration::from_secs(1),
+            stack_operation: d,
         }
     }
 }
@@ -353,6 +366,11 @@ struct World {
     log_groups_delete_failed: HashSet<String>,
     buckets_created: HashMap<String, Instant>,
     buckets_deleted: HashMap<String, Instant>,
+    /// Change set ARN -> when it was created, its stack's ARN and name, and its type.
+    change_sets: HashMap<String, (Instant, String, String, String)>,
+    /// Stack name or ARN -> when an operation started on it and which (`CREATE`, `UPDATE`,
+    /// `DELETE`).
+    stack_operations: HashMap<String, (Instant, String)>,
     conditional_writes: u64,
     /// ARN -> what the tagging poller saw of it.
     tagged: HashMap<String, Seen>,
@@ -462,6 +480,10 @@ impl AwsBehaviour {
             Rule::IamDeleteConflict => reset(&mut world.roles_detached),
             Rule::EventBridgeTargetsSettling => reset(&mut world.targets_removed),
             Rule::SecretNamePendingDeletion => world.secrets_deleted.clear(),
+            Rule::CloudFormationInProgress => {
+                world.change_sets.clear();
+                world.stack_operations.clear();
+            }
             _ => {}
         }
     }
@@ -750,9 +772,120 @@ impl Shared {
         Ok(response)
     }
 
+    /// CloudFormation's asynchrony: change sets and stack operations are remembered when
+    /// moto finished them, and read back as still running while their window is open.
+    fn stack_in_progress(&self, call: &Call, response: &mut Response, w: &Windows) {
+        let rule = Rule::CloudFormationInProgress;
+        let body = String::from_utf8_lossy(&response.body).to_string();
+        let mut world = lock(&self.world);
+        match call.operation.as_str() {
+            "CreateChangeSet" => {
+                if let (Some(arn), Some(stack)) =
+                    (xml_text(&body, "Id"), xml_text(&body, "StackId"))
+                {
+                    let kind = call.param("ChangeSetType").to_string();
+                    let name = call.param("StackName").to_string();
+                    world
+                        .change_sets
+                        .insert(arn, (Instant::now(), stack, name, kind));
+                }
+            }
+            "DescribeChangeSet" => {
+                let arn = xml_text(&body, "ChangeSetId").unwrap_or_default();
+                let creating = world.change_sets.get(&arn).map(|(at, ..)| *at);
+                if self.open(rule, creating.as_ref(), w.stack_operation) {
+                    let status = xml_text(&body, "Status").unwrap_or_default();
+                    let rewritten = body
+                        .replace(
+                            &format!("<Status>{status}</Status>"),
+                            "<Status>CREATE_IN_PROGRESS</Status>",
+                        )
+                        .replace(
+                            "<ExecutionStatus>AVAILABLE</ExecutionStatus>",
+                            "<ExecutionStatus>UNAVAILABLE</ExecutionStatus>",
+                        );
+                    self.hit(
+                        &mut world,
+                        rule,
+                        "DescribeChangeSet",
+                        &arn,
+                        "change set CREATE_IN_PROGRESS",
+                    );
+                    response.set_body(rewritten);
+                }
+            }
+            "ExecuteChangeSet" => {
+                let arn = call.param("ChangeSetName").to_string();
+                if let Some((_, stack, name, kind)) = world.change_sets.get(&arn).cloned() {
+                    let operation = if kind == "CREATE" { "CREATE" } else { "UPDATE" };
+                    for key in [stack, name] {
+                        world
+                            .stack_operations
+                            .insert(key, (Instant::now(), operation.to_string()));
+                    }
+                }
+            }
+            "DeleteStack" => {
+                let id = call.param("StackName").to_string();
+                for key in [stack_name_of(&id), id] {
+                    world
+                        .stack_operations
+                        .insert(key, (Instant::now(), "DELETE".to_string()));
+                }
+            }
+            "DescribeStacks" => {
+                let id = call.param("StackName").to_string();
+                let Some((at, operation)) = world.stack_operations.get(&id).cloned() else {
+                    return;
+                };
+                let done = format!("<StackStatus>{operation}_COMPLETE</StackStatus>");
+                if self.open(rule, Some(&at), w.stack_operation) && body.contains(&done) {
+                    let running = format!("<StackStatus>{operation}_IN_PROGRESS</StackStatus>");
+                    self.hit(
+                        &mut world,
+                        rule,
+                        "DescribeStacks",
+                        &id,
+                        &format!("stack {operation}_IN_PROGRESS"),
+                    );
+                    response.set_body(body.replace(&done, &running));
+                }
+            }
+            _ => {}
+        }
+    }
+
     /// Rules that answer instead of moto.
     fn before(&self, call: &Call, request: &Request) -> Option<Response> {
         let w = self.windows();
+        if call.service == "cloudformation"
+            && call.operation == "ExecuteChangeSet"
+            && self.on(Rule::CloudFormationInProgress)
+        {
+            let arn = call.param("ChangeSetName").to_string();
+            let mut world = lock(&self.world);
+            let creating = world.change_sets.get(&arn).map(|(at, ..)| *at);
+            if self.open(
+                Rule::CloudFormationInProgress,
+                creating.as_ref(),
+                w.stack_operation,
+            ) {
+                self.hit(
+                    &mut world,
+                    Rule::CloudFormationInProgress,
+                    "ExecuteChangeSet",
+                    &arn,
+                    "refused: change set CREATE_IN_PROGRESS",
+                );
+                return Some(query_error(
+                    400,
+                    "InvalidChangeSetStatus",
+                    &format!(
+                        "ChangeSet [{arn}] cannot be executed in its current status of [CREATE_IN_PROGRESS]"
+                    ),
+                ));
+            }
+        }
         if call.service == "athena"
             && call.operation == "DeleteWorkGroup"
             && self.on(Rule::AthenaNotFound)
@@ -1197,6 +1330,10 @@ impl Shared {
         let w = self.windows();
         let op = call.operation.as_str();
         let ok = response.is_success();
+        if call.service == "cloudformation" && self.on(Rule::CloudFormationInProgress) && ok {
+            self.stack_in_progress(call, response, &w);
+            return;
+        }
         match (call.service.as_str(), op) {
             ("athena", "GetWorkGroup") if self.on(Rule::AthenaNotFound) => {
                 let missing = ok && response.json().is_some_and(|v| v["WorkGroup"].is_null());
@@ -1801,6 +1938,22 @@ fn xml_escape(text: &str) -> String {
 }
 
 /// An error of the query protocols (IAM, SNS).
+/// The text of the first `<tag>...</tag>` in an XML body.
+fn xml_text(body: &str, tag: &str) -> Option<String> {
+    let open = format!("<{tag}>");
+    let start = body.find(&open)? + open.len();
+    let end = body[start..].find(&format!("</{tag}>"))? + start;
+    Some(body[start..end].to_string())
+}
+
+/// `arn:aws:cloudformation:REGION:ACCOUNT:stack/NAME/ID` -> NAME (a name stays a name).
+fn stack_name_of(name_or_arn: &str) -> String {
+    match name_or_arn.split_once(":stack/") {
+        Some((_, rest)) => rest.split('/').next().unwrap_or(rest).to_string(),
+        None => name_or_arn.to_string(),
+    }
+}
+
 fn query_error(status: u16, code: &str, message: &str) -> Response {
     Response::new(
         status,
