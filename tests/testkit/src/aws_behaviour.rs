@@ -335,6 +335,12 @@ struct Shared {
     stop: AtomicBool,
     /// Set by the first request through the layer: the tagging poller idles until then.
     active: AtomicBool,
+    /// Set by every write through the layer (and by [`AwsBehaviour::wait_for_listings`]):
+    /// the tagging poller looks again soon after one, and only every [`TAGGING_HEARTBEAT`]
+    /// otherwise (for what a test changes in moto directly). A full listing costs moto tens
+    /// of milliseconds of CPU; polling it while nothing changes was a tenth of a core per
+    /// test.
+    listing_dirty: AtomicBool,
     /// Held while a conditional PutObject is at moto.
     conditional_writes: Mutex<()>,
 }
@@ -407,6 +413,7 @@ impl AwsBehaviour {
             started: Instant::now(),
             stop: AtomicBool::new(false),
             active: AtomicBool::new(false),
+            listing_dirty: AtomicBool::new(true),
             conditional_writes: Mutex::new(()),
         });
         crate::wire::serve_connections(
@@ -502,6 +509,7 @@ impl AwsBehaviour {
     /// (ListSecrets, GetResources): their lag and a poll of the tagging listing.
     pub fn wait_for_listings(&self) {
         let lag = lock(&self.shared.config).windows.listing_lag;
+        self.shared.listing_dirty.store(true, Ordering::SeqCst);
         std::thread::sleep(lag + TAGGING_POLL * 2);
     }
 
@@ -768,6 +776,9 @@ impl Shared {
         } else {
             forward(request, &self.upstream)?
         };
+        if !is_read(&call.operation) {
+            self.listing_dirty.store(true, Ordering::SeqCst);
+        }
         self.after(&call, request, &mut response);
         Ok(response)
     }
@@ -1799,10 +1810,17 @@ fn tags_match(tags: &Value, filters: &[(String, Vec<String>)]) -> bool {
 
 /// Keeps a record of what GetResources lists, so that answers can be made to lag behind it.
 fn poll_tagging(shared: &Shared) {
+    let mut last_poll = Instant::now();
     while !shared.stop.load(Ordering::SeqCst) {
+        let due = || {
+            shared.listing_dirty.swap(false, Ordering::SeqCst)
+                || last_poll.elapsed() >= TAGGING_HEARTBEAT
+        };
         if shared.active.load(Ordering::SeqCst)
+            && due()
             && let Some(listed) = list_all_tagged(&shared.upstream)
         {
+            last_poll = Instant::now();
             {
                 let now = Instant::now();
                 let mut world = lock(&shared.world);
@@ -1826,8 +1844,17 @@ fn poll_tagging(shared: &Shared) {
     }
 }
 
-/// How often the layer looks at what GetResources lists.
+/// How often the layer looks at what GetResources lists after a write.
 const TAGGING_POLL: Duration = Duration::from_millis(400);
+/// How often it looks when nothing was written through it.
+const TAGGING_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// Whether an operation only reads (and so cannot change what GetResources lists).
+fn is_read(operation: &str) -> bool {
+    ["Get", "List", "Describe", "Head", "Search", "Lookup"]
+        .iter()
+        .any(|verb| operation.starts_with(verb))
+}
 
 fn list_all_tagged(upstream: &str) -> Option<Vec<(String, Value)>> {
     let mut out = Vec::new();
