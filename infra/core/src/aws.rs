@@ -131,6 +131,8 @@ pub struct Aws {
     pub cloudformation: aws_sdk_cloudformation::Client,
     pub calls: CallCounter,
     pub region: String,
+    /// The endpoint every client talks to when it is not AWS's own (an emulator, a proxy).
+    pub endpoint: Option<String>,
     /// How long kinds wait for AWS to settle (propagation, readiness).
     pub patience: crate::eventual::Patience,
 }
@@ -275,6 +277,7 @@ impl Aws {
             events,
             calls,
             region: region.to_string(),
+            endpoint: sdk.endpoint_url().map(str::to_string),
             patience: crate::eventual::Patience::default(),
         }
     }

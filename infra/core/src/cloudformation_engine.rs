@@ -65,6 +65,12 @@ pub enum EngineError {
         "stack {stack} is {status}: its first create failed and rolled back, and CloudFormation cannot update it; `infra destroy --engine cloudformation` deletes it, then apply creates it again"
     )]
     FailedCreate { stack: String, status: String },
+    #[error("stack {stack} is {status}: {what_to_do}")]
+    Unusable {
+        stack: String,
+        status: String,
+        what_to_do: &'static str,
+    },
     #[error("stack {stack} does not exist{hint}")]
     NoStack { stack: String, hint: &'static str },
     #[error("change set {name} of stack {stack} failed: {reason}")]
@@ -103,9 +109,10 @@ pub enum EngineError {
     )]
     TerminationProtection { env: String, error: AwsError },
     #[error(
-        "CloudFormation drift detection is not available at this endpoint ({operation} answered HTTP {status}: {message}). AWS offers it; the local emulator (moto) does not implement DetectStackDrift."
+        "CloudFormation drift detection is not available at {endpoint} ({operation} answered HTTP {status}: {message}). AWS offers it; the local emulator (moto) does not implement DetectStackDrift."
     )]
     DriftUnavailable {
+        endpoint: String,
         operation: String,
         status: u16,
         message: String,
@@ -224,11 +231,15 @@ pub struct ChangeSetPlan {
     /// Keys uploaded to the assets bucket for this plan (code whose hash was new).
     pub uploaded: Vec<String>,
     pub changes: Vec<StackChange>,
+    /// Whether CloudFormation has anything to execute. Told by the change set's status, not
+    /// by its changes: a change set of stack-level settings only (tags, outputs) lists no
+    /// resource change yet must be executed (as the AWS CDK decides it).
+    pub executable: bool,
 }
 
 impl ChangeSetPlan {
     pub fn has_changes(&self) -> bool {
-        !self.changes.is_empty()
+        self.executable
     }
 
     /// How many changes of each action, in the order a reviewer reads them.
@@ -434,6 +445,7 @@ impl<'a> Engine<'a> {
             .s3
             .head_bucket()
             .bucket(name)
+            .expected_bucket_owner(&self.stack.target.account_id)
             .send()
             .await
             .map_err(failed("HeadBucket"));
@@ -469,6 +481,7 @@ impl<'a> Engine<'a> {
             .head_object()
             .bucket(&self.assets.bucket)
             .key(key)
+            .expected_bucket_owner(&self.stack.target.account_id)
             .send()
             .await
             .map_err(failed("HeadObject"))
@@ -482,6 +495,7 @@ impl<'a> Engine<'a> {
             .put_object()
             .bucket(&self.assets.bucket)
             .key(key)
+            .expected_bucket_owner(&self.stack.target.account_id)
             .body(bytes.into())
             .send()
             .await
@@ -504,10 +518,20 @@ impl<'a> Engine<'a> {
                     status: s.status.clone(),
                 });
             }
-            Some(s) if s.status == StackStatus::RollbackComplete.as_str() => {
+            Some(s)
+                if s.status == StackStatus::RollbackComplete.as_str()
+                    || s.status == StackStatus::RollbackFailed.as_str() =>
+            {
                 return Err(EngineError::FailedCreate {
                     stack: self.stack_name.clone(),
                     status: s.status.clone(),
+                });
+            }
+            Some(s) if let Some(what_to_do) = unusable(&s.status) => {
+                return Err(EngineError::Unusable {
+                    stack: self.stack_name.clone(),
+                    status: s.status.clone(),
+                    what_to_do,
                 });
             }
             Some(_) => StackOperation::Update,
@@ -517,6 +541,18 @@ impl<'a> Engine<'a> {
             Some(name) => name.to_string(),
             None => fresh_change_set_name("plan"),
         };
+        if let (Some(name), Some(stack)) = (keep, &live) {
+            // A change set of this name from an earlier plan: CreateChangeSet would refuse
+            // the name (`AlreadyExistsException`), so the newer plan replaces it.
+            let _ = self
+                .aws
+                .cloudformation
+                .delete_change_set()
+                .stack_name(&stack.id)
+                .change_set_name(name)
+                .send()
+                .await;
+        }
         let target = &self.stack.target;
         let tag = |k: &str, v: &str| Tag::builder().key(k).value(v).build();
         let created = self
@@ -541,6 +577,12 @@ impl<'a> Engine<'a> {
             .await
             .map_err(failed("CreateChangeSet"))?;
         let arn = created.id().unwrap_or(&name).to_string();
+        // The empty stack a first change set makes is this plan's to remove, by its id.
+        let made = match (&live, created.stack_id()) {
+            (None, Some(id)) => Some(id.to_string()),
+            (None, None) => Some(self.stack_name.clone()),
+            (Some(_), _) => None,
+        };
         let read = self.read_change_set(&arn, &name).await;
         let mut plan = ChangeSetPlan {
             stack: target.stack.clone(),
@@ -553,27 +595,30 @@ impl<'a> Engine<'a> {
             template_via_assets: body == Body::ViaAssets,
             uploaded,
             changes: Vec::new(),
+            executable: false,
         };
         let keep_it = match read {
-            Ok(changes) => {
+            Ok((changes, executable)) => {
                 plan.changes = changes;
-                keep.is_some() && plan.has_changes()
+                plan.executable = executable;
+                keep.is_some() && executable
             }
             Err(e) => {
-                self.discard(&arn, operation, live.is_none()).await;
+                self.discard(&arn, made.as_deref()).await;
                 return Err(e);
             }
         };
         if !keep_it {
-            self.discard(&arn, operation, live.is_none()).await;
+            self.discard(&arn, made.as_deref()).await;
             plan.change_set = None;
         }
         Ok(plan)
     }
 
-    /// Deletes a change set, and the empty stack its creation made (a stack that existed
-    /// before, even empty, is left). Best effort: a plan's result does not depend on it.
-    async fn discard(&self, arn: &str, operation: StackOperation, made_the_stack: bool) {
+    /// Deletes a change set, and the empty stack its creation made (`made`: its id), waiting
+    /// until that stack is gone: a plan followed at once by an apply must not find it
+    /// `DELETE_IN_PROGRESS`. Best effort: the plan's result does not depend on it.
+    async fn discard(&self, arn: &str, made: Option<&str>) {
         let deleted = self
             .aws
             .cloudformation
@@ -585,18 +630,22 @@ impl<'a> Engine<'a> {
         if let Err(e) = deleted {
             tracing::warn!(change_set = %arn, error = %e, "could not delete the change set");
         }
-        if operation == StackOperation::Create && made_the_stack {
-            let deleted = self
-                .aws
-                .cloudformation
-                .delete_stack()
-                .stack_name(&self.stack_name)
-                .send()
-                .await
-                .map_err(failed("DeleteStack"));
-            if let Err(e) = deleted {
-                tracing::warn!(stack = %self.stack_name, error = %e, "could not delete the stack the plan's change set made");
-            }
+        let Some(id) = made else { return };
+        let deleted = self
+            .aws
+            .cloudformation
+            .delete_stack()
+            .stack_name(id)
+            .client_request_token(fresh_change_set_name("discard"))
+            .send()
+            .await
+            .map_err(failed("DeleteStack"));
+        let gone = match deleted {
+            Ok(_) => self.follow(id, None, &mut |_| {}).await.map(|_| ()),
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = gone {
+            tracing::warn!(stack = %self.stack_name, error = %e, "could not delete the empty stack the plan's change set made");
         }
     }
 
@@ -605,19 +654,24 @@ impl<'a> Engine<'a> {
         &self,
         arn: &str,
         name: &str,
-    ) -> Result<Vec<StackChange>, EngineError> {
+    ) -> Result<(Vec<StackChange>, bool), EngineError> {
         let addresses = self.addresses();
         let mut delay = FIRST_POLL;
         let started = tokio::time::Instant::now();
         loop {
-            let out = self
+            let read = self
                 .aws
                 .cloudformation
                 .describe_change_set()
                 .change_set_name(arn)
                 .send()
                 .await
-                .map_err(failed("DescribeChangeSet"))?;
+                .map_err(failed("DescribeChangeSet"));
+            let Some(out) = missed(read)? else {
+                tokio::time::sleep(delay).await;
+                delay = (delay.mul_f64(1.5)).min(MAX_POLL);
+                continue;
+            };
             let status = out
                 .status()
                 .cloned()
@@ -646,12 +700,12 @@ impl<'a> Engine<'a> {
                             &b.logical_id,
                         ))
                     });
-                    return Ok(changes);
+                    return Ok((changes, true));
                 }
                 ChangeSetStatus::Failed => {
                     let reason = out.status_reason().unwrap_or_default().to_string();
                     if NO_CHANGES.iter().any(|words| reason.contains(words)) {
-                        return Ok(Vec::new());
+                        return Ok((Vec::new(), false));
                     }
                     return Err(EngineError::ChangeSetFailed {
                         stack: self.stack_name.clone(),
@@ -709,7 +763,7 @@ impl<'a> Engine<'a> {
                 execution: execution.to_string(),
             });
         }
-        let changes = self.read_change_set(&arn, name).await?;
+        let (changes, executable) = self.read_change_set(&arn, name).await?;
         Ok(ChangeSetPlan {
             stack: self.stack.target.stack.clone(),
             env: self.stack.target.env.clone(),
@@ -725,13 +779,41 @@ impl<'a> Engine<'a> {
             template_via_assets: false,
             uploaded: Vec::new(),
             changes,
+            executable,
         })
+    }
+
+    /// Turns on the stack's termination protection if the env is protected and it is off:
+    /// once a change set exists (the stack exists then, even before a first execute), and
+    /// whether or not it has changes, as the AWS CDK does.
+    pub async fn protect(&self) -> Result<(), EngineError> {
+        if !self.stack.target.protected {
+            return Ok(());
+        }
+        let Some(live) = self.describe().await? else {
+            return Ok(());
+        };
+        if live.termination_protection {
+            return Ok(());
+        }
+        self.aws
+            .cloudformation
+            .update_termination_protection()
+            .stack_name(&live.id)
+            .enable_termination_protection(true)
+            .send()
+            .await
+            .map_err(failed("UpdateTerminationProtection"))
+            .map_err(|error| EngineError::TerminationProtection {
+                env: self.stack.target.env.clone(),
+                error,
+            })?;
+        Ok(())
     }
 
     /// Executes a change set and waits for the stack to settle, calling `on_event` for each
     /// new stack event. A failure ends in [`EngineError::StackFailed`] with CloudFormation's
-    /// reason per resource and the rollback's final status. A protected env's stack gets
-    /// termination protection.
+    /// reason per resource and the rollback's final status.
     pub async fn execute(
         &self,
         plan: &ChangeSetPlan,
@@ -748,10 +830,13 @@ impl<'a> Engine<'a> {
             Some(s) => self.newest_event(&s.id).await?,
             None => None,
         };
+        // The token makes a retried call (its first attempt may have started the update)
+        // the same request, not a second one refused for the stack's status.
         self.aws
             .cloudformation
             .execute_change_set()
             .change_set_name(arn)
+            .client_request_token(fresh_change_set_name("execute"))
             .send()
             .await
             .map_err(failed("ExecuteChangeSet"))?;
@@ -759,25 +844,7 @@ impl<'a> Engine<'a> {
             Some(s) => s.id,
             None => self.stack_name.clone(),
         };
-        let outcome = self.follow(&id, mark, on_event).await?;
-        if self.stack.target.protected {
-            let live = self.describe().await?;
-            if live.is_some_and(|s| !s.termination_protection) {
-                self.aws
-                    .cloudformation
-                    .update_termination_protection()
-                    .stack_name(&self.stack_name)
-                    .enable_termination_protection(true)
-                    .send()
-                    .await
-                    .map_err(failed("UpdateTerminationProtection"))
-                    .map_err(|error| EngineError::TerminationProtection {
-                        env: self.stack.target.env.clone(),
-                        error,
-                    })?;
-            }
-        }
-        Ok(outcome)
+        self.follow(&id, mark, on_event).await
     }
 
     /// Deletes the stack and waits until it is gone. Buckets must be empty first (`purge`
@@ -812,6 +879,7 @@ impl<'a> Engine<'a> {
             .cloudformation
             .delete_stack()
             .stack_name(&live.id)
+            .client_request_token(fresh_change_set_name("destroy"))
             .send()
             .await
             .map_err(failed("DeleteStack"))?;
@@ -895,13 +963,23 @@ impl<'a> Engine<'a> {
         let mut delay = FIRST_POLL;
         let mut seen: HashSet<String> = HashSet::new();
         let mut events = Vec::new();
+        let mut first = true;
         loop {
+            if !first {
+                tokio::time::sleep(delay).await;
+                delay = (delay.mul_f64(1.5)).min(MAX_POLL);
+            }
+            first = false;
             // The stack's id (its ARN) still answers once deleted, as DELETE_COMPLETE.
-            let status = match self.describe_status(id).await? {
-                Some(status) => status,
-                None => StackStatus::DeleteComplete.as_str().to_string(),
+            let Some(status) = missed(self.describe_status(id).await)? else {
+                continue;
             };
-            for (event_id, event) in self.events_since(id, mark.as_deref(), &seen).await? {
+            let status = status.unwrap_or_else(|| StackStatus::DeleteComplete.as_str().to_string());
+            // Read after the status, so that the events of a final status are all in.
+            let Some(fresh) = missed(self.events_since(id, mark.as_deref(), &seen).await)? else {
+                continue;
+            };
+            for (event_id, event) in fresh {
                 seen.insert(event_id);
                 on_event(&event);
                 events.push(event);
@@ -910,20 +988,10 @@ impl<'a> Engine<'a> {
                 if is_success(&status) {
                     return Ok(Outcome { status, events });
                 }
-                let failures = events
-                    .iter()
-                    .filter(|e| e.status.ends_with("_FAILED") && !e.reason.is_empty())
-                    .map(|e| ResourceFailure {
-                        logical_id: e.logical_id.clone(),
-                        resource_type: e.resource_type.clone(),
-                        status: e.status.clone(),
-                        reason: e.reason.clone(),
-                    })
-                    .collect();
                 return Err(EngineError::StackFailed {
                     stack: self.stack_name.clone(),
                     status,
-                    failures,
+                    failures: failures(&events, &self.stack_name),
                 });
             }
             if started.elapsed() >= STACK_OPERATION_BOUND {
@@ -933,8 +1001,6 @@ impl<'a> Engine<'a> {
                     waited: started.elapsed(),
                 });
             }
-            tokio::time::sleep(delay).await;
-            delay = (delay.mul_f64(1.5)).min(MAX_POLL);
         }
     }
 
@@ -964,8 +1030,10 @@ impl<'a> Engine<'a> {
             stack: self.stack_name.clone(),
             hint: ": apply it first",
         })?;
-        let unavailable = |e: AwsError| match e.http_status {
-            Some(status) if status >= 500 => EngineError::DriftUnavailable {
+        // Only at an endpoint other than AWS's is a 5xx read as "not offered here".
+        let unavailable = |e: AwsError| match (e.http_status, &self.aws.endpoint) {
+            (Some(status), Some(endpoint)) if status >= 500 => EngineError::DriftUnavailable {
+                endpoint: endpoint.clone(),
                 operation: e.operation.clone(),
                 status,
                 message: e.message.clone(),
@@ -988,14 +1056,19 @@ impl<'a> Engine<'a> {
         let started = tokio::time::Instant::now();
         let mut delay = FIRST_POLL;
         loop {
-            let status = self
+            let read = self
                 .aws
                 .cloudformation
                 .describe_stack_drift_detection_status()
                 .stack_drift_detection_id(&detection_id)
                 .send()
                 .await
-                .map_err(failed("DescribeStackDriftDetectionStatus"))?;
+                .map_err(failed("DescribeStackDriftDetectionStatus"));
+            let Some(status) = missed(read)? else {
+                tokio::time::sleep(delay).await;
+                delay = (delay.mul_f64(1.5)).min(MAX_POLL);
+                continue;
+            };
             match status
                 .detection_status()
                 .map(|s| s.as_str())
@@ -1068,6 +1141,58 @@ impl<'a> Engine<'a> {
     }
 }
 
+/// A poll's read: a transient error (throttling, a 5xx that outlived the SDK's retries) is a
+/// missed look, not the end of the wait, since the operation goes on in AWS either way.
+fn missed<T>(result: Result<T, impl Into<EngineError>>) -> Result<Option<T>, EngineError> {
+    match result.map_err(Into::into) {
+        Ok(value) => Ok(Some(value)),
+        Err(EngineError::Aws(e)) if e.is_transient() => {
+            tracing::warn!(target: "infra::wait", error = %e, "a poll of CloudFormation failed; polling again");
+            Ok(None)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// The resources that failed and why, as the AWS CDK's stack monitor shows them: events
+/// "cancelled" because another resource failed are left out, and so is the stack's own
+/// summary unless no resource says more.
+fn failures(events: &[StackEvent], stack_name: &str) -> Vec<ResourceFailure> {
+    let failed = |e: &&StackEvent| e.status.ends_with("_FAILED") && !e.reason.is_empty();
+    let as_failure = |e: &StackEvent| ResourceFailure {
+        logical_id: e.logical_id.clone(),
+        resource_type: e.resource_type.clone(),
+        status: e.status.clone(),
+        reason: e.reason.clone(),
+    };
+    let is_stack = |e: &StackEvent| {
+        e.resource_type == "AWS::CloudFormation::Stack" && e.logical_id == stack_name
+    };
+    let resources: Vec<ResourceFailure> = events
+        .iter()
+        .filter(failed)
+        .filter(|e| !is_stack(e) && !e.reason.to_lowercase().contains("cancelled"))
+        .map(as_failure)
+        .collect();
+    if !resources.is_empty() {
+        return resources;
+    }
+    events.iter().filter(failed).map(as_failure).collect()
+}
+
+/// What to do with a stack CloudFormation will neither update nor create again.
+fn unusable(status: &str) -> Option<&'static str> {
+    match status {
+        "UPDATE_ROLLBACK_FAILED" | "IMPORT_ROLLBACK_FAILED" => Some(
+            "its rollback failed; continue it in CloudFormation (`aws cloudformation continue-update-rollback`), then plan again",
+        ),
+        "DELETE_FAILED" => Some(
+            "a delete failed; fix what held it (e.g. a bucket with objects: `--purge-data`) and run `infra destroy --engine cloudformation` again",
+        ),
+        _ => None,
+    }
+}
+
 /// A change set's resource changes in the engine's words.
 fn changes_of(
     changes: &[aws_sdk_cloudformation::types::Change],
@@ -1130,5 +1255,81 @@ mod tests {
         assert!(is_success("UPDATE_COMPLETE"));
         assert!(!is_success("UPDATE_ROLLBACK_COMPLETE"));
         assert!(!is_success("ROLLBACK_COMPLETE"));
+    }
+
+    fn event(logical_id: &str, resource_type: &str, status: &str, reason: &str) -> StackEvent {
+        StackEvent {
+            logical_id: logical_id.into(),
+            resource_type: resource_type.into(),
+            status: status.into(),
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn failures_name_the_resource_that_failed_not_those_cancelled_or_the_stack() {
+        let events = [
+            event(
+                "s",
+                "AWS::CloudFormation::Stack",
+                "UPDATE_IN_PROGRESS",
+                "User Initiated",
+            ),
+            event(
+                "RoleA",
+                "AWS::IAM::Role",
+                "UPDATE_FAILED",
+                "Resource update cancelled",
+            ),
+            event(
+                "LambdaA",
+                "AWS::Lambda::Function",
+                "UPDATE_FAILED",
+                "MemorySize too large",
+            ),
+            event(
+                "s",
+                "AWS::CloudFormation::Stack",
+                "UPDATE_ROLLBACK_IN_PROGRESS",
+                "The following resource(s) failed to update: [LambdaA].",
+            ),
+            event(
+                "s",
+                "AWS::CloudFormation::Stack",
+                "UPDATE_ROLLBACK_COMPLETE",
+                "",
+            ),
+        ];
+        let found = failures(&events, "s");
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].logical_id, "LambdaA");
+        assert_eq!(found[0].reason, "MemorySize too large");
+        // With nothing from a resource, the stack's own reason is what there is.
+        let only_stack = [event(
+            "s",
+            "AWS::CloudFormation::Stack",
+            "DELETE_FAILED",
+            "Stack is protected",
+        )];
+        assert_eq!(failures(&only_stack, "s").len(), 1);
+        let error = EngineError::StackFailed {
+            stack: "s".into(),
+            status: "UPDATE_ROLLBACK_COMPLETE".into(),
+            failures: found,
+        };
+        assert_eq!(
+            error.to_string(),
+            "stack s ended UPDATE_ROLLBACK_COMPLETE\n  LambdaA (AWS::Lambda::Function) UPDATE_FAILED: MemorySize too large"
+        );
+    }
+
+    #[test]
+    fn stacks_cloudformation_will_not_update_say_what_to_do() {
+        assert!(
+            unusable("UPDATE_ROLLBACK_FAILED")
+                .is_some_and(|s| s.contains("continue-update-rollback"))
+        );
+        assert!(unusable("DELETE_FAILED").is_some_and(|s| s.contains("destroy")));
+        assert_eq!(unusable("UPDATE_ROLLBACK_COMPLETE"), None);
     }
 }

@@ -734,6 +734,13 @@ pub fn change_set_text(plan: &ChangeSetPlan) -> String {
         let _ = writeln!(out, "\nNo changes. The stack matches the template.");
         return out;
     }
+    if plan.changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "\nNo resource changes, but CloudFormation has stack-level changes (tags, outputs) to execute."
+        );
+        return out;
+    }
     out.push('\n');
     let width = plan
         .changes
@@ -833,6 +840,13 @@ pub fn change_set_markdown(plan: &ChangeSetPlan) -> String {
     );
     if !plan.has_changes() {
         let _ = writeln!(out, "**No changes.** The stack matches the template.");
+        return out;
+    }
+    if plan.changes.is_empty() {
+        let _ = writeln!(
+            out,
+            "No resource changes, but CloudFormation has stack-level changes (tags, outputs) to execute."
+        );
         return out;
     }
     let destructive: Vec<&StackChange> = plan

@@ -67,6 +67,7 @@ pub async fn apply(ctx: &Context, args: &ApplyArgs) -> anyhow::Result<u8> {
         }
     };
     print!("{}", render::change_set_text(&plan));
+    engine.protect().await?;
     if !plan.has_changes() {
         return Ok(0);
     }
