@@ -57,6 +57,8 @@ pub enum EngineError {
     Template(#[from] TemplateError),
     #[error("the assets bucket {bucket}: {message}")]
     Assets { bucket: String, message: String },
+    #[error("emptying bucket {bucket} before the stack's delete: {message}")]
+    Purge { bucket: String, message: String },
     #[error("cannot read {path}: {message}")]
     Read { path: String, message: String },
     #[error("stack {stack} is {status}: another operation is running; wait for it to finish")]
@@ -867,7 +869,7 @@ impl<'a> Engine<'a> {
                 if let Spec::Bucket(spec) = &resource.spec {
                     bucket::purge(self.aws, &spec.name)
                         .await
-                        .map_err(|e| EngineError::Assets {
+                        .map_err(|e| EngineError::Purge {
                             bucket: spec.name.clone(),
                             message: e.to_string(),
                         })?;
