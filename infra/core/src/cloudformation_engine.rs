@@ -366,9 +366,11 @@ impl<'a> Engine<'a> {
 
     /// The stack as it is live, `None` if there is none (or only one deleted).
     pub async fn describe(&self) -> Result<Option<LiveStack>, EngineError> {
-        self.describe_by(&self.stack_name).await
+        let live = self.describe_by(&self.stack_name).await?;
+        Ok(live.filter(|s| s.status != StackStatus::DeleteComplete.as_str()))
     }
 
+    /// Stack `id` (a name, or an ARN, which still answers once deleted, as `DELETE_COMPLETE`).
     async fn describe_by(&self, id: &str) -> Result<Option<LiveStack>, EngineError> {
         let out = self
             .aws
@@ -380,18 +382,14 @@ impl<'a> Engine<'a> {
             .map_err(failed("DescribeStacks"))
             .or_missing(NO_STACK)?;
         let Some(out) = out else { return Ok(None) };
-        Ok(out
-            .stacks()
-            .iter()
-            .map(|s| LiveStack {
-                id: s.stack_id().unwrap_or(id).to_string(),
-                status: s
-                    .stack_status()
-                    .map(|st| st.as_str().to_string())
-                    .unwrap_or_default(),
-                termination_protection: s.enable_termination_protection().unwrap_or(false),
-            })
-            .find(|s| s.status != StackStatus::DeleteComplete.as_str()))
+        Ok(out.stacks().first().map(|s| LiveStack {
+            id: s.stack_id().unwrap_or(id).to_string(),
+            status: s
+                .stack_status()
+                .map(|st| st.as_str().to_string())
+                .unwrap_or_default(),
+            termination_protection: s.enable_termination_protection().unwrap_or(false),
+        }))
     }
 
     /// Creates the assets bucket if it does not exist (encrypted, closed to the public), then
@@ -585,7 +583,9 @@ impl<'a> Engine<'a> {
             (None, None) => Some(self.stack_name.clone()),
             (Some(_), _) => None,
         };
-        let read = self.read_change_set(&arn, &name).await;
+        let read = self
+            .read_change_set(&arn, &name, &self.addresses_in(&text))
+            .await;
         let mut plan = ChangeSetPlan {
             stack: target.stack.clone(),
             env: target.env.clone(),
@@ -651,15 +651,15 @@ impl<'a> Engine<'a> {
         }
     }
 
-    /// Waits for a change set to be created, then reads its changes (every page).
+    /// Waits for a change set to be created, then reads its changes (every page), naming
+    /// each by the address in `addresses`.
     async fn read_change_set(
         &self,
         arn: &str,
         name: &str,
+        addresses: &BTreeMap<String, String>,
     ) -> Result<(Vec<StackChange>, bool), EngineError> {
-        let addresses = self.addresses();
-        let mut delay = FIRST_POLL;
-        let started = tokio::time::Instant::now();
+        let mut poll = Backoff::new();
         loop {
             let read = self
                 .aws
@@ -670,8 +670,7 @@ impl<'a> Engine<'a> {
                 .await
                 .map_err(failed("DescribeChangeSet"));
             let Some(out) = missed(read)? else {
-                tokio::time::sleep(delay).await;
-                delay = (delay.mul_f64(1.5)).min(MAX_POLL);
+                poll.pause().await;
                 continue;
             };
             let status = out
@@ -680,7 +679,7 @@ impl<'a> Engine<'a> {
                 .unwrap_or(ChangeSetStatus::CreatePending);
             match status {
                 ChangeSetStatus::CreateComplete => {
-                    let mut changes = changes_of(out.changes(), &addresses);
+                    let mut changes = changes_of(out.changes(), addresses);
                     let mut token = out.next_token().map(str::to_string);
                     while let Some(next) = token {
                         let page = self
@@ -692,7 +691,7 @@ impl<'a> Engine<'a> {
                             .send()
                             .await
                             .map_err(failed("DescribeChangeSet"))?;
-                        changes.extend(changes_of(page.changes(), &addresses));
+                        changes.extend(changes_of(page.changes(), addresses));
                         token = page.next_token().map(str::to_string);
                     }
                     changes.sort_by(|a, b| {
@@ -716,21 +715,20 @@ impl<'a> Engine<'a> {
                     });
                 }
                 other => {
-                    if started.elapsed() >= STACK_OPERATION_BOUND {
+                    if poll.spent() {
                         return Err(EngineError::StillRunning {
                             stack: self.stack_name.clone(),
                             status: other.as_str().to_string(),
-                            waited: started.elapsed(),
+                            waited: poll.waited(),
                         });
                     }
                     tracing::info!(
                         target: "infra::wait",
                         "change set {name}: waiting until it is created ({}); checking again in {:.1}s",
                         other.as_str(),
-                        delay.as_secs_f64()
+                        poll.delay.as_secs_f64()
                     );
-                    tokio::time::sleep(delay).await;
-                    delay = (delay.mul_f64(1.5)).min(MAX_POLL);
+                    poll.pause().await;
                 }
             }
         }
@@ -765,7 +763,7 @@ impl<'a> Engine<'a> {
                 execution: execution.to_string(),
             });
         }
-        let (changes, executable) = self.read_change_set(&arn, name).await?;
+        let (changes, executable) = self.read_change_set(&arn, name, &self.addresses()).await?;
         Ok(ChangeSetPlan {
             stack: self.stack.target.stack.clone(),
             env: self.stack.target.env.clone(),
@@ -961,22 +959,24 @@ impl<'a> Engine<'a> {
         mark: Option<String>,
         on_event: &mut dyn FnMut(&StackEvent),
     ) -> Result<Outcome, EngineError> {
-        let started = tokio::time::Instant::now();
-        let mut delay = FIRST_POLL;
+        let mut poll = Backoff::new();
         let mut seen: HashSet<String> = HashSet::new();
         let mut events = Vec::new();
         let mut first = true;
         loop {
             if !first {
-                tokio::time::sleep(delay).await;
-                delay = (delay.mul_f64(1.5)).min(MAX_POLL);
+                poll.pause().await;
             }
             first = false;
             // The stack's id (its ARN) still answers once deleted, as DELETE_COMPLETE.
-            let Some(status) = missed(self.describe_status(id).await)? else {
+            let Some(live) = missed(self.describe_by(id).await)? else {
                 continue;
             };
-            let status = status.unwrap_or_else(|| StackStatus::DeleteComplete.as_str().to_string());
+            // No such stack at all: deleted so long ago that its id no longer answers.
+            let status = live.map_or_else(
+                || StackStatus::DeleteComplete.as_str().to_string(),
+                |s| s.status,
+            );
             // Read after the status, so that the events of a final status are all in.
             let Some(fresh) = missed(self.events_since(id, mark.as_deref(), &seen).await)? else {
                 continue;
@@ -996,33 +996,14 @@ impl<'a> Engine<'a> {
                     failures: failures(&events, &self.stack_name),
                 });
             }
-            if started.elapsed() >= STACK_OPERATION_BOUND {
+            if poll.spent() {
                 return Err(EngineError::StillRunning {
                     stack: self.stack_name.clone(),
                     status,
-                    waited: started.elapsed(),
+                    waited: poll.waited(),
                 });
             }
         }
-    }
-
-    /// The status of stack `id`, including `DELETE_COMPLETE` (`None`: no such stack at all).
-    async fn describe_status(&self, id: &str) -> Result<Option<String>, EngineError> {
-        let out = self
-            .aws
-            .cloudformation
-            .describe_stacks()
-            .stack_name(id)
-            .send()
-            .await
-            .map_err(failed("DescribeStacks"))
-            .or_missing(NO_STACK)?;
-        Ok(out.and_then(|out| {
-            out.stacks()
-                .first()
-                .and_then(|s| s.stack_status())
-                .map(|s| s.as_str().to_string())
-        }))
     }
 
     /// Runs CloudFormation's drift detection on the stack and reads which resources differ
@@ -1055,8 +1036,7 @@ impl<'a> Engine<'a> {
             .stack_drift_detection_id()
             .unwrap_or_default()
             .to_string();
-        let started = tokio::time::Instant::now();
-        let mut delay = FIRST_POLL;
+        let mut poll = Backoff::new();
         loop {
             let read = self
                 .aws
@@ -1067,8 +1047,7 @@ impl<'a> Engine<'a> {
                 .await
                 .map_err(failed("DescribeStackDriftDetectionStatus"));
             let Some(status) = missed(read)? else {
-                tokio::time::sleep(delay).await;
-                delay = (delay.mul_f64(1.5)).min(MAX_POLL);
+                poll.pause().await;
                 continue;
             };
             match status
@@ -1087,15 +1066,14 @@ impl<'a> Engine<'a> {
                     });
                 }
                 other => {
-                    if started.elapsed() >= STACK_OPERATION_BOUND {
+                    if poll.spent() {
                         return Err(EngineError::StillRunning {
                             stack: self.stack_name.clone(),
                             status: other.to_string(),
-                            waited: started.elapsed(),
+                            waited: poll.waited(),
                         });
                     }
-                    tokio::time::sleep(delay).await;
-                    delay = (delay.mul_f64(1.5)).min(MAX_POLL);
+                    poll.pause().await;
                 }
             }
         }
@@ -1140,6 +1118,35 @@ impl<'a> Engine<'a> {
         }
         drifts.sort_by(|a, b| a.logical_id.cmp(&b.logical_id));
         Ok(drifts)
+    }
+}
+
+/// The pace of a poll: half a second first, then half as long again each time, at most five
+/// seconds apart, for at most [`STACK_OPERATION_BOUND`].
+struct Backoff {
+    started: tokio::time::Instant,
+    delay: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff {
+            started: tokio::time::Instant::now(),
+            delay: FIRST_POLL,
+        }
+    }
+
+    async fn pause(&mut self) {
+        tokio::time::sleep(self.delay).await;
+        self.delay = self.delay.mul_f64(1.5).min(MAX_POLL);
+    }
+
+    fn waited(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    fn spent(&self) -> bool {
+        self.waited() >= STACK_OPERATION_BOUND
     }
 }
 

@@ -706,6 +706,10 @@ pub fn graph_mermaid(stack: &crate::model::Stack) -> String {
     out
 }
 
+/// A change set that changes no resource but must still be executed.
+const STACK_LEVEL_ONLY: &str =
+    "No resource changes, but CloudFormation has stack-level changes (tags, outputs) to execute.";
+
 /// A CloudFormation change set (the `cloudformation` engine's plan): one line per resource,
 /// destruction first, the properties CloudFormation says change, and a summary in the native
 /// plan's words.
@@ -735,10 +739,7 @@ pub fn change_set_text(plan: &ChangeSetPlan) -> String {
         return out;
     }
     if plan.changes.is_empty() {
-        let _ = writeln!(
-            out,
-            "\nNo resource changes, but CloudFormation has stack-level changes (tags, outputs) to execute."
-        );
+        let _ = writeln!(out, "\n{STACK_LEVEL_ONLY}");
         return out;
     }
     out.push('\n');
@@ -843,10 +844,7 @@ pub fn change_set_markdown(plan: &ChangeSetPlan) -> String {
         return out;
     }
     if plan.changes.is_empty() {
-        let _ = writeln!(
-            out,
-            "No resource changes, but CloudFormation has stack-level changes (tags, outputs) to execute."
-        );
+        let _ = writeln!(out, "{STACK_LEVEL_ONLY}");
         return out;
     }
     let destructive: Vec<&StackChange> = plan
