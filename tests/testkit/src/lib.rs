@@ -10,7 +10,7 @@ pub mod lambda_runtime;
 pub mod wire;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -76,19 +76,19 @@ impl Moto {
             "{} not found: run `make test` (it creates .venv with the pinned moto) or set MOTO_SERVER",
             server.display()
         );
-        for _attempt in 0..5 {
-            let port = free_port();
+        // moto binds a port the kernel picks (`-p 0`) and says which in its log: a port chosen
+        // here and handed over would be free only until another test's server took it.
+        for _attempt in 0..3 {
             let log = tempfile::NamedTempFile::new().expect("temp file for the moto log");
             let child = Command::new(&server)
-                .args(["-H", "127.0.0.1", "-p", &port.to_string()])
-                .env("MOTO_IAM_LOAD_MANAGED_POLICIES", "true")
+                .args(["-H", "127.0.0.1", "-p", "0"])
                 .stdin(Stdio::null())
                 .stdout(log.reopen().expect("moto log"))
                 .stderr(log.reopen().expect("moto log"))
                 .spawn()
                 .unwrap_or_else(|e| panic!("cannot start {}: {e}", server.display()));
             let mut moto = Moto {
-                port,
+                port: 0,
                 child,
                 _log: log,
                 layer: None,
@@ -97,20 +97,28 @@ impl Moto {
                 return moto;
             }
             let _ = moto.child.kill();
+            let _ = moto.child.wait();
         }
-        panic!("moto did not start on any of 5 ports");
+        panic!("moto did not start in 3 attempts");
     }
 
+    /// Waits for moto to log the port it bound, then to answer on it.
     fn wait_ready(&mut self, timeout: Duration) -> bool {
         let deadline = Instant::now() + timeout;
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return false;
             }
-            if self.http("GET", "/moto-api/", "").is_ok() {
+            if self.port == 0 {
+                self.port = std::fs::read_to_string(self._log.path())
+                    .ok()
+                    .and_then(|log| bound_port(&log))
+                    .unwrap_or(0);
+            }
+            if self.port != 0 && self.http("GET", "/moto-api/", "").is_ok() {
                 return true;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(50));
         }
         false
     }
@@ -228,11 +236,11 @@ impl Drop for Moto {
     }
 }
 
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+/// The port in werkzeug's start-up line, ` * Running on http://127.0.0.1:PORT`.
+fn bound_port(log: &str) -> Option<u16> {
+    let (_, rest) = log.split_once("Running on http://127.0.0.1:")?;
+    let digits: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok().filter(|port| *port != 0)
 }
 
 /// The result of one `infra` run.
@@ -365,4 +373,18 @@ pub fn envs_copy() -> tempfile::TempDir {
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).expect("copy env file");
     }
     dir
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bound_port;
+
+    #[test]
+    fn the_bound_port_is_read_from_werkzeugs_start_up_line() {
+        let log = "\u{1b}[31mWARNING: This is a development server.\u{1b}[0m\n * Running on http://127.0.0.1:38727\nPress CTRL+C to quit\n";
+        assert_eq!(bound_port(log), Some(38727));
+        assert_eq!(bound_port(" * Running on http://127.0.0.1:"), None);
+        assert_eq!(bound_port(" * Running on http://127.0.0.1:0\n"), None);
+        assert_eq!(bound_port(""), None);
+    }
 }
