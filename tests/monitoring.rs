@@ -260,7 +260,10 @@ async fn apply_creates_every_alarm_the_dashboard_failure_rules_and_rotated_secre
         .unwrap();
     assert_ne!(anthropic.rotation_enabled(), Some(true));
 
-    // Right after apply: nothing to change, and all alarms read in one DescribeAlarms call.
+    // Once the tagging API lists what the apply made: nothing to change, and all alarms read in
+    // one DescribeAlarms call. (Seconds after an apply the lagging listing misses the newest
+    // resources and each costs a tag read; tests/aws_behaviour.rs shows that path.)
+    moto.layer().wait_for_listings();
     let plan = run_ok(
         &moto,
         &["--stats", "plan", "--env", "local", "--detailed-exitcode"],

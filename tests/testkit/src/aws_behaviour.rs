@@ -20,7 +20,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::io::BufReader;
 use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -341,6 +341,10 @@ struct Shared {
     /// of milliseconds of CPU; polling it while nothing changes was a tenth of a core per
     /// test.
     listing_dirty: AtomicBool,
+    /// Tagging polls begun so far (one thread polls, in turn), and the number of the latest
+    /// one whose listing is recorded.
+    tagging_polls_begun: AtomicU64,
+    tagging_listed_upto: AtomicU64,
     /// Held while a conditional PutObject is at moto.
     conditional_writes: Mutex<()>,
 }
@@ -414,6 +418,8 @@ impl AwsBehaviour {
             stop: AtomicBool::new(false),
             active: AtomicBool::new(false),
             listing_dirty: AtomicBool::new(true),
+            tagging_polls_begun: AtomicU64::new(0),
+            tagging_listed_upto: AtomicU64::new(0),
             conditional_writes: Mutex::new(()),
         });
         crate::wire::serve_connections(
@@ -507,10 +513,38 @@ impl AwsBehaviour {
 
     /// Waits until eventually consistent listings show what was written before this call
     /// (ListSecrets, GetResources): their lag and a poll of the tagging listing.
+    ///
+    /// It waits for a poll that began after this call rather than for a fixed time: on a busy
+    /// machine the poller can be late, and a listing that still lags fails a test that counts
+    /// calls.
     pub fn wait_for_listings(&self) {
-        let lag = lock(&self.shared.config).windows.listing_lag;
-        self.shared.listing_dirty.store(true, Ordering::SeqCst);
-        std::thread::sleep(lag + TAGGING_POLL * 2);
+        let shared = &self.shared;
+        let (lag, polled) = {
+            let config = lock(&shared.config);
+            (
+                config.windows.listing_lag,
+                config.rules.contains(&Rule::TaggingListLag),
+            )
+        };
+        let written_before = Instant::now();
+        let mut listed_since = written_before;
+        if polled && shared.active.load(Ordering::SeqCst) {
+            // The first poll to begin after this point sees every earlier write.
+            let begun = shared.tagging_polls_begun.load(Ordering::SeqCst);
+            shared.listing_dirty.store(true, Ordering::SeqCst);
+            let deadline = written_before + Duration::from_secs(60);
+            while shared.tagging_listed_upto.load(Ordering::SeqCst) <= begun
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let world = lock(&shared.world);
+            if let Some(newest) = world.tagged.values().map(|seen| seen.first).max() {
+                listed_since = listed_since.max(newest);
+            }
+        }
+        let until = listed_since + lag;
+        std::thread::sleep(until.saturating_duration_since(Instant::now()));
     }
 
     /// Forgets everything the rules remember (after moto's own reset).
@@ -1816,28 +1850,30 @@ fn poll_tagging(shared: &Shared) {
             shared.listing_dirty.swap(false, Ordering::SeqCst)
                 || last_poll.elapsed() >= TAGGING_HEARTBEAT
         };
-        if shared.active.load(Ordering::SeqCst)
-            && due()
-            && let Some(listed) = list_all_tagged(&shared.upstream)
-        {
+        if shared.active.load(Ordering::SeqCst) && due() {
+            let attempt = shared.tagging_polls_begun.fetch_add(1, Ordering::SeqCst) + 1;
             last_poll = Instant::now();
-            {
-                let now = Instant::now();
-                let mut world = lock(&shared.world);
-                for seen in world.tagged.values_mut() {
-                    seen.present = false;
+            match list_all_tagged(&shared.upstream) {
+                Some(listed) => {
+                    let now = Instant::now();
+                    let mut world = lock(&shared.world);
+                    for seen in world.tagged.values_mut() {
+                        seen.present = false;
+                    }
+                    for (arn, tags) in listed {
+                        let seen = world.tagged.entry(arn).or_insert(Seen {
+                            first: now,
+                            last: now,
+                            tags: tags.clone(),
+                            present: true,
+                        });
+                        seen.last = now;
+                        seen.tags = tags;
+                        seen.present = true;
+                    }
+                    shared.tagging_listed_upto.store(attempt, Ordering::SeqCst);
                 }
-                for (arn, tags) in listed {
-                    let seen = world.tagged.entry(arn).or_insert(Seen {
-                        first: now,
-                        last: now,
-                        tags: tags.clone(),
-                        present: true,
-                    });
-                    seen.last = now;
-                    seen.tags = tags;
-                    seen.present = true;
-                }
+                None => shared.listing_dirty.store(true, Ordering::SeqCst),
             }
         }
         std::thread::sleep(TAGGING_POLL);
