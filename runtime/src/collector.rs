@@ -7,6 +7,7 @@
 //! restates recent days, and the processor keeps the latest run's row per (creative, day), so
 //! re-running a window never duplicates data downstream.
 
+use crate::Boxed;
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_cloudwatch::types::StandardUnit;
@@ -112,7 +113,11 @@ pub struct Collector {
 }
 
 impl Collector {
-    pub async fn from_env() -> Result<Collector, ConfigError> {
+    pub fn from_env() -> Boxed<'static, Result<Collector, ConfigError>> {
+        Box::pin(Self::load_from_env())
+    }
+
+    async fn load_from_env() -> Result<Collector, ConfigError> {
         let config = CollectorConfig::from_env()?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         let s3 = storage::s3_client(&sdk);
@@ -127,7 +132,11 @@ impl Collector {
         })
     }
 
-    pub async fn run(&self) -> Result<RunSummary, CollectError> {
+    pub fn run(&self) -> Boxed<'_, Result<RunSummary, CollectError>> {
+        Box::pin(self.collect())
+    }
+
+    async fn collect(&self) -> Result<RunSummary, CollectError> {
         let now = (self.clock)();
         let run_id = format!("{}-{:08x}", now.format("%Y%m%dT%H%M%SZ"), fastrand::u32(..));
         let api = ApiClient::new(

@@ -8,6 +8,7 @@
 //! is recorded as failed and the run goes on; refused credentials, or throttling beyond the
 //! retry budget, end the run, since every further call would meet the same answer.
 
+use crate::Boxed;
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::types::StandardUnit;
@@ -271,7 +272,11 @@ pub struct CopyGenerator {
 }
 
 impl CopyGenerator {
-    pub async fn from_env() -> Result<CopyGenerator, ConfigError> {
+    pub fn from_env() -> Boxed<'static, Result<CopyGenerator, ConfigError>> {
+        Box::pin(Self::load_from_env())
+    }
+
+    async fn load_from_env() -> Result<CopyGenerator, ConfigError> {
         let config = CopyConfig::from_env()?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Ok(CopyGenerator {
@@ -284,7 +289,11 @@ impl CopyGenerator {
         })
     }
 
-    pub async fn run(&self) -> Result<CopySummary, CopyError> {
+    pub fn run(&self) -> Boxed<'_, Result<CopySummary, CopyError>> {
+        Box::pin(self.generate())
+    }
+
+    async fn generate(&self) -> Result<CopySummary, CopyError> {
         let now = (self.clock)();
         let storage = Storage::new(self.s3.clone(), &self.config.bucket);
         let mut summary = CopySummary {

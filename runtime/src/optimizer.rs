@@ -18,6 +18,7 @@
 //! executed actions' metrics. The scorer's predictions are stored with the decisions, so the
 //! next run can measure them against the day's actual CTRs (`PredictionAccuracy`).
 
+use crate::Boxed;
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_cloudwatch::types::StandardUnit;
@@ -261,7 +262,11 @@ fn amount(value: &Value) -> Option<f64> {
 }
 
 impl Optimizer {
-    pub async fn from_env() -> Result<Optimizer, ConfigError> {
+    pub fn from_env() -> Boxed<'static, Result<Optimizer, ConfigError>> {
+        Box::pin(Self::load_from_env())
+    }
+
+    async fn load_from_env() -> Result<Optimizer, ConfigError> {
         let config = OptimizerConfig::from_env()?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Ok(Optimizer {
@@ -309,7 +314,11 @@ impl Optimizer {
         Ok(files)
     }
 
-    pub async fn run(&self) -> Result<OptimizeSummary, OptimizeError> {
+    pub fn run(&self) -> Boxed<'_, Result<OptimizeSummary, OptimizeError>> {
+        Box::pin(self.optimize())
+    }
+
+    async fn optimize(&self) -> Result<OptimizeSummary, OptimizeError> {
         let now = (self.clock)();
         let run_id = format!("{}-{:08x}", now.format("%Y%m%dT%H%M%SZ"), fastrand::u32(..));
         let storage = Storage::new(self.s3.clone(), &self.config.bucket);

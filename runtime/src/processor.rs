@@ -9,6 +9,7 @@
 //! rows. Every object is rewritten whole from raw data, so re-running a window changes nothing
 //! and duplicates nothing. Days are processed one at a time, so memory holds one day's rows.
 
+use crate::Boxed;
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::types::StandardUnit;
@@ -317,7 +318,11 @@ pub struct Processor {
 }
 
 impl Processor {
-    pub async fn from_env() -> Result<Processor, ConfigError> {
+    pub fn from_env() -> Boxed<'static, Result<Processor, ConfigError>> {
+        Box::pin(Self::load_from_env())
+    }
+
+    async fn load_from_env() -> Result<Processor, ConfigError> {
         let config = ProcessorConfig::from_env()?;
         let sdk = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
         Ok(Processor {
@@ -328,7 +333,11 @@ impl Processor {
         })
     }
 
-    pub async fn run(&self) -> Result<ProcessSummary, ProcessError> {
+    pub fn run(&self) -> Boxed<'_, Result<ProcessSummary, ProcessError>> {
+        Box::pin(self.process())
+    }
+
+    async fn process(&self) -> Result<ProcessSummary, ProcessError> {
         let storage = Storage::new(self.s3.clone(), &self.config.bucket);
         let (first, last) = window((self.clock)().date_naive(), self.config.lookback_days);
         let days: Vec<NaiveDate> = first.iter_days().take_while(|d| *d <= last).collect();

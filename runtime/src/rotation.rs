@@ -7,6 +7,7 @@
 //! idempotent: Secrets Manager retries failed steps. A refresh LinkedIn refuses fails the
 //! rotation loudly and leaves `AWSCURRENT` as it was.
 
+use crate::Boxed;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use chrono::{DateTime, Utc};
@@ -118,7 +119,16 @@ impl Rotator {
         }
     }
 
-    pub async fn handle(
+    pub fn handle<'a>(
+        &'a self,
+        step: Step,
+        secret: &'a str,
+        token: &'a str,
+    ) -> Boxed<'a, Result<Outcome, RotationError>> {
+        Box::pin(self.take_step(step, secret, token))
+    }
+
+    async fn take_step(
         &self,
         step: Step,
         secret: &str,
@@ -270,7 +280,11 @@ impl Rotator {
 
 /// A rotator from the function's configuration: `LINKEDIN_OAUTH_BASE_URL` (default LinkedIn's)
 /// and the SDK's standard AWS configuration.
-pub async fn from_env() -> Result<Rotator, crate::config::ConfigError> {
+pub fn from_env() -> Boxed<'static, Result<Rotator, crate::config::ConfigError>> {
+    Box::pin(load_from_env())
+}
+
+async fn load_from_env() -> Result<Rotator, crate::config::ConfigError> {
     let base = crate::config::base_url(
         "LINKEDIN_OAUTH_BASE_URL",
         crate::linkedin::oauth::DEFAULT_BASE_URL,
