@@ -7,6 +7,8 @@
 set -euo pipefail
 bin="${BIN:-target/debug}"
 infra="$bin/infra"
+# run-local, sample-linkedin and pipeline-report (the Makefile says where they are built).
+helpers="${HELPERS:-$bin}"
 python=".venv/bin/python"
 
 echo "== infra apply --env local --auto-approve --compact"
@@ -24,7 +26,7 @@ fi
 echo
 echo "== the pipeline: collector and processor through run-local, sample LinkedIn API"
 log="$(mktemp -t sample-linkedin.XXXXXX.log)"
-"$bin/sample-linkedin" --port 0 >"$log" 2>&1 &
+"$helpers/sample-linkedin" --port 0 >"$log" 2>&1 &
 server=$!
 trap 'kill "$server" 2>/dev/null || true; rm -f "$log"' EXIT
 for _ in $(seq 1 50); do
@@ -72,7 +74,7 @@ run_handler() {
   if ! (
     eval "$environment"
     for assignment in "$@"; do export "${assignment?}"; done
-    "$bin/run-local" "$handler" >"$out" 2>"$err"
+    "$helpers/run-local" "$handler" >"$out" 2>"$err"
   ); then
     echo "error: run-local $handler failed:" >&2
     cat "$err" >&2
@@ -92,5 +94,5 @@ echo
 report_env="$(function_env linkedin-ads-local-processor)"
 (
   eval "$report_env"
-  "$bin/pipeline-report" --top 5
+  "$helpers/pipeline-report" --top 5
 )

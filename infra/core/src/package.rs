@@ -96,6 +96,10 @@ pub enum PackageError {
     Metadata { workspace: PathBuf, message: String },
 }
 
+/// In the build folder: the workspace that last built its workspace crates there (its resolved
+/// path). `infra/scripts/warm-lambda-build.sh` writes it too, for a folder it made.
+const WORKSPACE_MARKER: &str = ".infra-last-workspace";
+
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PackageError + '_ {
     move |source| PackageError::Io {
         path: path.to_path_buf(),
@@ -433,7 +437,7 @@ impl Packager {
     /// artifacts go (`cargo clean -p`, the dependencies stay) and the folder is marked as this
     /// workspace's. Called with the folder locked.
     fn claim_build_dir(&self, members: &[String]) -> Result<(), PackageError> {
-        let marker = self.compile_dir().join(".infra-last-workspace");
+        let marker = self.compile_dir().join(WORKSPACE_MARKER);
         let this = self
             .roots()
             .first()
@@ -798,8 +802,9 @@ mod tests {
         assert!(entry.extra_data().is_none_or(|d| d.is_empty()));
     }
 
-    /// `make demo` compiles the handlers' dependencies ahead with the packager's target and
-    /// flags; if they drift apart, packaging would compile everything again.
+    /// `make demo` compiles the runtime's binaries ahead with the packager's target and flags,
+    /// and marks the folder it made as the packager does; if they drift apart, packaging would
+    /// compile everything again.
     #[test]
     fn the_demo_warms_the_build_with_the_packagers_target_and_flags() {
         let script = std::fs::read_to_string(
@@ -818,6 +823,10 @@ mod tests {
             script.contains(&format!("PROFILE=\"{PROFILE}\""))
                 && script.contains("--profile \"$PROFILE\""),
             "the script does not build with the profile {PROFILE}"
+        );
+        assert!(
+            script.contains(&format!("marker=\"$build_dir/{WORKSPACE_MARKER}\"")),
+            "the script does not mark the folder it made as the packager does ({WORKSPACE_MARKER})"
         );
     }
 
