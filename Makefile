@@ -21,8 +21,9 @@ venv: $(MOTO)
 # apply, and on x86_64 Linux (Lambda's platform) the demo's helpers too, which run here as they
 # are (elsewhere the debug build makes them for this machine). The debug build starts at once,
 # beside the venv; the Lambda build needs the venv's zig and runs at the lowest CPU priority,
-# on what the debug build leaves idle and then alone: two builds competing for 2 cores took
-# 22% more CPU (measured: 870 s of both against about 716 s one after the other).
+# on what the debug build leaves idle and then alone. Measured from cold: side by side at
+# equal priority the two took 870 s and 1,680 s of CPU; alone, 418 s (774 s of CPU) and 376 s
+# (719 s of CPU), 794 s one after the other.
 ifeq ($(shell uname -sm),Linux x86_64)
 DEMO_HELPERS := $(or $(INFRA_LAMBDA_BUILD_DIR),target/lambda/build)/x86_64-unknown-linux-gnu/lambda
 else
