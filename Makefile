@@ -22,8 +22,8 @@ venv: $(MOTO)
 # are (elsewhere the debug build makes them for this machine). The debug build starts at once,
 # beside the venv; the Lambda build needs the venv's zig and runs at the lowest CPU priority,
 # on what the debug build leaves idle and then alone. Measured from cold: side by side at
-# equal priority the two took 870 s and 1,680 s of CPU; alone, 418 s (774 s of CPU) and 376 s
-# (719 s of CPU), 794 s one after the other.
+# equal priority the two took 870 s (the whole demo 1,803 s of CPU); alone, 418 s (774 s of
+# CPU) and 376 s (719 s of CPU), 794 s one after the other.
 ifeq ($(shell uname -sm),Linux x86_64)
 DEMO_HELPERS := $(or $(INFRA_LAMBDA_BUILD_DIR),target/lambda/build)/x86_64-unknown-linux-gnu/lambda
 else
