@@ -538,8 +538,14 @@ impl AwsBehaviour {
             {
                 std::thread::sleep(Duration::from_millis(50));
             }
+            // A resource is listed from a lag after the poller first saw it, and still listed
+            // until a lag after it last did.
             let world = lock(&shared.world);
-            if let Some(newest) = world.tagged.values().map(|seen| seen.first).max() {
+            let changes = world
+                .tagged
+                .values()
+                .map(|seen| if seen.present { seen.first } else { seen.last });
+            if let Some(newest) = changes.max() {
                 listed_since = listed_since.max(newest);
             }
         }

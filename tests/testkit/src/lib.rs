@@ -46,7 +46,7 @@ pub fn moto_server_path() -> PathBuf {
 pub struct Moto {
     pub port: u16,
     child: Child,
-    _log: tempfile::NamedTempFile,
+    log: tempfile::NamedTempFile,
     layer: Option<aws_behaviour::AwsBehaviour>,
 }
 
@@ -90,7 +90,7 @@ impl Moto {
             let mut moto = Moto {
                 port: 0,
                 child,
-                _log: log,
+                log,
                 layer: None,
             };
             if moto.wait_ready(Duration::from_secs(30)) {
@@ -110,7 +110,7 @@ impl Moto {
                 return false;
             }
             if self.port == 0 {
-                self.port = std::fs::read_to_string(self._log.path())
+                self.port = std::fs::read_to_string(self.log.path())
                     .ok()
                     .and_then(|log| bound_port(&log))
                     .unwrap_or(0);
