@@ -7,7 +7,6 @@
 //! restates recent days, and the processor keeps the latest run's row per (creative, day), so
 //! re-running a window never duplicates data downstream.
 
-use crate::Boxed;
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_cloudwatch::types::StandardUnit;
@@ -16,6 +15,7 @@ use datasets::{RAW_ANALYTICS, RAW_CREATIVES};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 
+use crate::Boxed;
 use crate::config::{self, ConfigError};
 use crate::credentials::{self, CredentialsOrSecret};
 use crate::linkedin::analytics::{self, AnalyticsRow, FIELD_LIMIT, METRICS};

@@ -8,7 +8,6 @@
 //! is recorded as failed and the run goes on; refused credentials, or throttling beyond the
 //! retry budget, end the run, since every further call would meet the same answer.
 
-use crate::Boxed;
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::types::StandardUnit;
@@ -16,6 +15,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::Boxed;
 use crate::anthropic::{self, AnthropicClient, AnthropicError, Message, MessagesRequest, Usage};
 use crate::config::{self, ConfigError};
 use crate::credentials::{self, SecretError};

@@ -18,7 +18,6 @@
 //! executed actions' metrics. The scorer's predictions are stored with the decisions, so the
 //! next run can measure them against the day's actual CTRs (`PredictionAccuracy`).
 
-use crate::Boxed;
 use std::collections::{BTreeMap, BTreeSet};
 
 use aws_sdk_cloudwatch::types::StandardUnit;
@@ -27,6 +26,7 @@ use registry::{Registry, RegistryError};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::Boxed;
 use crate::config::{self, ConfigError};
 use crate::credentials::{self, CredentialsOrSecret};
 use crate::decisions::{self, Action, CampaignSettings, Decision, Situation, Status, Thresholds};

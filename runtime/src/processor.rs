@@ -9,7 +9,6 @@
 //! rows. Every object is rewritten whole from raw data, so re-running a window changes nothing
 //! and duplicates nothing. Days are processed one at a time, so memory holds one day's rows.
 
-use crate::Boxed;
 use std::collections::BTreeMap;
 
 use aws_sdk_cloudwatch::types::StandardUnit;
@@ -20,6 +19,7 @@ use datasets::{
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::Boxed;
 use crate::columnar::{self, Cell, ColumnarError, Columns};
 use crate::config::{self, ConfigError};
 use crate::features::{

@@ -7,12 +7,12 @@
 //! idempotent: Secrets Manager retries failed steps. A refresh LinkedIn refuses fails the
 //! rotation loudly and leaves `AWSCURRENT` as it was.
 
-use crate::Boxed;
 use aws_sdk_secretsmanager::Client;
 use aws_sdk_secretsmanager::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use crate::Boxed;
 use crate::credentials::{CredentialsError, LinkedInCredentials};
 use crate::linkedin::oauth::{OAuthClient, OAuthError};
 

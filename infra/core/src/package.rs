@@ -99,6 +99,8 @@ pub enum PackageError {
 /// In the build folder: the workspace that last built its workspace crates there (its resolved
 /// path). `infra/scripts/warm-lambda-build.sh` writes it too, for a folder it made.
 const WORKSPACE_MARKER: &str = ".infra-last-workspace";
+/// In the build folder: locked by whoever builds there (packagers, and the demo's warm-up).
+const BUILD_LOCK: &str = ".infra-package.lock";
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> PackageError + '_ {
     move |source| PackageError::Io {
@@ -240,7 +242,7 @@ impl Packager {
 
     /// Holds the build folder until dropped (an exclusive lock on a file in it).
     fn lock_build_dir(&self) -> Result<std::fs::File, PackageError> {
-        let path = self.compile_dir().join(".infra-package.lock");
+        let path = self.compile_dir().join(BUILD_LOCK);
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -823,6 +825,10 @@ mod tests {
             script.contains(&format!("PROFILE=\"{PROFILE}\""))
                 && script.contains("--profile \"$PROFILE\""),
             "the script does not build with the profile {PROFILE}"
+        );
+        assert!(
+            script.contains(&format!("exec 9>\"$build_dir/{BUILD_LOCK}\"")),
+            "the script does not take the packager's lock ({BUILD_LOCK})"
         );
         assert!(
             script.contains(&format!("marker=\"$build_dir/{WORKSPACE_MARKER}\"")),
